@@ -1,0 +1,288 @@
+"""The user's jobs composed from the pillars: stamp (watermark -> encode -> sign -> ledger) and
+verify (manifest + watermark + ledger -> verdict). Callable from Python; the CLI only prints.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from anima import media
+from anima.config import Settings
+from anima.errors import BadInput, MediaError, ProvenanceError
+from anima.ledger import Ledger, Stamp
+from anima.provenance import manifest as c2pa_manifest
+from anima.provenance import watermark
+from anima.provenance.keys import identity_from_settings
+
+Progress = Callable[[int, int], None]
+STILL_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+VERDICT_ANIMA = "anima-generated"
+VERDICT_AI_DECLARED = "ai-declared"
+VERDICT_TAMPERED = "tampered"
+VERDICT_NO_EVIDENCE = "no-evidence"
+
+
+def current_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class StampResult:
+    stamp_id: str
+    payload: int
+    output: Path
+    output_sha256: str
+    frames: int
+    signer: str
+
+
+def _new_payload(ledger: Ledger) -> int:
+    while True:
+        payload = secrets.randbits(watermark.DATA_BITS)
+        if not ledger.payload_in_use(payload):
+            return payload
+
+
+def stamp_id_for(payload: int) -> str:
+    return f"anm-{payload:08x}"
+
+
+def _check_output(source: Path, output: Path) -> None:
+    is_video = source.suffix.lower() in media.VIDEO_SUFFIXES
+    wanted = ".mp4" if is_video else source.suffix.lower()
+    if output.suffix.lower() != wanted:
+        raise BadInput(f"{output}: output of a {source.suffix} input must be a {wanted} file")
+    if output.resolve() == source.resolve():
+        raise BadInput(f"{output}: output must not overwrite the input")
+
+
+def _watermarked_video(
+    source: Path, target: Path, embedder: watermark.WatermarkEmbedder, crf: int, progress: Progress | None
+) -> int:
+    info = media.probe_video(source)
+
+    def frames() -> Iterator[np.ndarray]:
+        for index, frame in enumerate(media.iter_frames(source)):
+            yield embedder.embed(frame)
+            if progress:
+                progress(index + 1, info.num_frames)
+
+    return media.write_video(target, frames(), info.fps, crf=crf)
+
+
+def _watermarked_still(source: Path, target: Path, embedder: watermark.WatermarkEmbedder) -> int:
+    marked = embedder.embed(media.read_image(source))
+    if target.suffix.lower() == ".png":
+        Image.fromarray(marked).save(target, format="PNG")
+    else:
+        Image.fromarray(marked).save(target, format="JPEG", quality=95)
+    return 1
+
+
+def stamp(
+    settings: Settings,
+    source: Path,
+    output: Path,
+    *,
+    reference: Path | None = None,
+    pose: Path | None = None,
+    kind: str = "stamp",
+    software_agent: str = "anima",
+    extra: dict[str, Any] | None = None,
+    crf: int = 18,
+    actor: str | None = None,
+    progress: Progress | None = None,
+) -> StampResult:
+    """Watermark every frame of ``source``, encode, sign a C2PA manifest, record it in the ledger,
+    and only then move the result to ``output``."""
+    source, output = Path(source), Path(output)
+    media.mime_type(source)
+    _check_output(source, output)
+    ingredients = [
+        c2pa_manifest.Ingredient(role, Path(path))
+        for role, path in (("reference", reference), ("pose", pose))
+        if path is not None
+    ]
+    for ingredient in ingredients:
+        if not ingredient.path.is_file():
+            raise MediaError(f"{ingredient.path}: no such file ({ingredient.role} input)")
+        media.mime_type(ingredient.path)
+    identity = identity_from_settings(settings)
+    ledger = Ledger(settings.database_url)
+    payload = _new_payload(ledger)
+    stamp_id = stamp_id_for(payload)
+    embedder = watermark.WatermarkEmbedder(payload)
+    still = source.suffix.lower() in STILL_SUFFIXES
+
+    with tempfile.TemporaryDirectory(prefix="anima-stamp-") as work, media.atomic_output(output) as final:
+        marked = Path(work) / f"marked{output.suffix.lower()}"
+        if still:
+            frames = _watermarked_still(source, marked, embedder)
+        else:
+            frames = _watermarked_video(source, marked, embedder, crf, progress)
+        stamp_info = {
+            "stamp_id": stamp_id,
+            "kind": kind,
+            "watermark": {"method": "anima-tiled-ss-v1", "payload": payload},
+            **(extra or {}),
+        }
+        signed = Path(work) / f"signed{output.suffix.lower()}"
+        store = c2pa_manifest.sign_file(
+            marked,
+            signed,
+            c2pa_manifest.build_definition(output.name, stamp_info, software_agent),
+            identity,
+            ingredients,
+        )
+        output_sha256 = media.sha256_file(signed)
+        row = Stamp(
+            id=stamp_id,
+            watermark_payload=payload,
+            created_at=dt.datetime.now(dt.UTC),
+            kind=kind,
+            output_name=output.name,
+            output_sha256=output_sha256,
+            source_sha256=media.sha256_file(source),
+            inputs={i.role: {"name": i.path.name, "sha256": media.sha256_file(i.path)} for i in ingredients},
+            signer=identity.subject,
+            signer_fingerprint=identity.fingerprint_sha256,
+            manifest=store,
+            details={"frames": frames, **(extra or {})},
+        )
+        shutil.copyfile(signed, final)
+        ledger.record(
+            f"{kind}.stamped",
+            actor or current_actor(),
+            stamp_id,
+            {"output_sha256": output_sha256, "payload": payload},
+            stamp=row,
+        )
+    return StampResult(stamp_id, payload, output, output_sha256, frames, identity.subject)
+
+
+@dataclass
+class VerifyReport:
+    """The evidence about one clip and the verdict it supports."""
+
+    path: str
+    sha256: str
+    verdict: str
+    reasons: list[str]
+    manifest: c2pa_manifest.ManifestReport
+    watermark: watermark.WatermarkReading | None
+    ledger: dict[str, Any] | None = None
+    durable_manifest: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "verdict": self.verdict,
+            "reasons": self.reasons,
+            "manifest": self.manifest.to_dict(),
+            "watermark": self.watermark.to_dict() if self.watermark else None,
+            "ledger": self.ledger,
+            "durable_manifest": self.durable_manifest,
+        }
+
+
+def _read_watermark(path: Path) -> watermark.WatermarkReading:
+    if path.suffix.lower() in STILL_SUFFIXES:
+        return watermark.extract([media.read_image(path)])
+    frames = []
+    info = media.probe_video(path)
+    wanted = (
+        set(np.linspace(0, max(info.num_frames - 1, 0), 48).round().astype(int)) if info.num_frames else None
+    )
+    for index, frame in enumerate(media.iter_frames(path)):
+        if wanted is None or index in wanted:
+            frames.append(frame)
+    return watermark.extract(frames)
+
+
+def verify(settings: Settings, clip: Path, trust: list[Path] | None = None) -> VerifyReport:
+    """Gather manifest, watermark and ledger evidence for ``clip`` and decide a verdict."""
+    clip = Path(clip)
+    media.mime_type(clip)
+    if not clip.is_file():
+        raise MediaError(f"{clip}: no such file")
+    anchors = list(trust or []) + list(settings.trust_anchors)
+    report = c2pa_manifest.read_manifest(clip, anchors)
+    try:
+        reading: watermark.WatermarkReading | None = _read_watermark(clip)
+    except ProvenanceError:
+        reading = None  # frames below the watermark's minimum size
+    ledger = Ledger(settings.database_url)
+    reasons: list[str] = []
+
+    claimed_id = (report.anima or {}).get("stamp_id") if report.valid else None
+    found_payload = reading.payload if reading is not None else None
+    row = ledger.stamp_by_payload(found_payload) if found_payload is not None else None
+    if row is None and claimed_id:
+        row = ledger.stamp(str(claimed_id))
+    ledger_info = None
+    if row is not None:
+        ledger_info = {
+            "stamp_id": row.id,
+            "kind": row.kind,
+            "created_at": row.created_at.isoformat(),
+            "output_sha256": row.output_sha256,
+            "signer": row.signer,
+            "inputs": row.inputs,
+        }
+
+    claimed_payload = ((report.anima or {}).get("watermark") or {}).get("payload")
+    if report.present and not report.valid:
+        verdict = VERDICT_TAMPERED
+        reasons.append(
+            "the C2PA manifest does not validate: the file changed after signing"
+            + (f" ({', '.join(report.failures)})" if report.failures else "")
+        )
+    elif report.valid and found_payload is not None and claimed_payload not in (None, found_payload):
+        verdict = VERDICT_TAMPERED
+        reasons.append(f"the watermark payload {found_payload} contradicts the manifest's {claimed_payload}")
+    elif report.valid and claimed_id and row is not None:
+        verdict = VERDICT_ANIMA
+        reasons.append(f"valid manifest from Anima names stamp {claimed_id}, found in the ledger")
+    elif found_payload is not None:
+        verdict = VERDICT_ANIMA
+        if row is not None:
+            reasons.append(f"Anima watermark names stamp {row.id}, found in the ledger")
+        else:
+            reasons.append("Anima watermark found, but its payload is not in this ledger")
+    elif report.valid and report.ai_declared:
+        verdict = VERDICT_AI_DECLARED
+        reasons.append(f"valid manifest declares AI-generated content (signer: {report.signer})")
+    else:
+        verdict = VERDICT_NO_EVIDENCE
+        reasons.append("no valid manifest and no Anima watermark")
+    if report.valid and not report.trusted:
+        reasons.append("the signer is not in the trust anchors given (pass --trust CA.pem)")
+
+    durable = row.manifest if (row is not None and not report.present) else None
+    return VerifyReport(
+        path=str(clip),
+        sha256=media.sha256_file(clip),
+        verdict=verdict,
+        reasons=reasons,
+        manifest=report,
+        watermark=reading,
+        ledger=ledger_info,
+        durable_manifest=durable,
+    )

@@ -1,0 +1,242 @@
+"""Opening the ledger, appending to its hash chain, and checking that chain."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from anima.errors import LedgerError
+from anima.ledger.models import SCHEMA_VERSION, AuditEvent, Base, SchemaInfo, Stamp
+
+GENESIS_HASH = "0" * 64
+APPEND_RETRIES = 5
+
+
+def _utc_iso(moment: dt.datetime) -> str:
+    """One text form for a timestamp, whether or not the database kept its zone (SQLite does not)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="microseconds")
+
+
+def canonical_digest(fields: dict[str, Any]) -> str:
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def event_digest(event_row: AuditEvent) -> str:
+    return canonical_digest(
+        {
+            "created_at": _utc_iso(event_row.created_at),
+            "kind": event_row.kind,
+            "actor": event_row.actor,
+            "subject": event_row.subject,
+            "details": event_row.details,
+            "prev_hash": event_row.prev_hash,
+        }
+    )
+
+
+def stamp_digest(stamp: Stamp) -> str:
+    return canonical_digest(
+        {
+            "id": stamp.id,
+            "watermark_payload": stamp.watermark_payload,
+            "created_at": _utc_iso(stamp.created_at),
+            "kind": stamp.kind,
+            "output_name": stamp.output_name,
+            "output_sha256": stamp.output_sha256,
+            "source_sha256": stamp.source_sha256,
+            "inputs": stamp.inputs,
+            "signer": stamp.signer,
+            "signer_fingerprint": stamp.signer_fingerprint,
+            "manifest": stamp.manifest,
+            "details": stamp.details,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """Result of recomputing the chain: ``ok`` or the first broken event and why."""
+
+    ok: bool
+    events_checked: int
+    stamps_checked: int
+    head_hash: str
+    first_broken_event: int | None = None
+    problem: str | None = None
+
+
+def _enable_sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Ledger:
+    """The audit ledger at a SQLAlchemy URL (SQLite file by default, PostgreSQL for teams)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(url)
+            if self.engine.dialect.name == "sqlite":
+                event.listen(self.engine, "connect", _enable_sqlite_wal)
+            Base.metadata.create_all(self.engine)
+            self._check_schema()
+        except SQLAlchemyError as exc:
+            reason = str(exc.orig) if getattr(exc, "orig", None) else exc.__class__.__name__
+            raise LedgerError(f"cannot open ledger {self.engine_url_for_humans()}: {reason}") from None
+
+    def engine_url_for_humans(self) -> str:
+        """The URL without any password in it."""
+        if "@" in self.url and "://" in self.url:
+            scheme, rest = self.url.split("://", 1)
+            return f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return self.url
+
+    def _check_schema(self) -> None:
+        with Session(self.engine) as session, session.begin():
+            info = session.get(SchemaInfo, 1)
+            if info is None:
+                session.add(SchemaInfo(id=1, version=SCHEMA_VERSION))
+            elif info.version > SCHEMA_VERSION:
+                raise LedgerError(
+                    f"ledger schema version {info.version} is newer than this Anima "
+                    f"understands ({SCHEMA_VERSION}); upgrade Anima"
+                )
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work: commits whole on success, rolls back whole on any error."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                with session.begin():
+                    yield session
+            except OperationalError as exc:
+                raise LedgerError(f"ledger write failed: {exc.orig}") from None
+
+    def _append(
+        self, session: Session, kind: str, actor: str, subject: str, details: dict[str, Any]
+    ) -> AuditEvent:
+        head = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1)).first()
+        row = AuditEvent(
+            created_at=dt.datetime.now(dt.UTC),
+            kind=kind,
+            actor=actor,
+            subject=subject,
+            details=details,
+            prev_hash=head.hash if head else GENESIS_HASH,
+        )
+        row.hash = event_digest(row)
+        session.add(row)
+        session.flush()
+        return row
+
+    def record(
+        self, kind: str, actor: str, subject: str, details: dict[str, Any], stamp: Stamp | None = None
+    ) -> AuditEvent:
+        """Append one event (and the stamp it describes) atomically, retrying if another writer
+        took the chain head first (``prev_hash`` is unique, so the chain never forks)."""
+        for attempt in range(APPEND_RETRIES):
+            try:
+                with self.session() as session:
+                    if stamp is not None:
+                        session.add(stamp)
+                        session.flush()
+                        details = {**details, "stamp_digest": stamp_digest(stamp)}
+                    return self._append(session, kind, actor, subject, details)
+            except IntegrityError as exc:
+                if "prev_hash" not in str(exc.orig) or attempt == APPEND_RETRIES - 1:
+                    raise LedgerError(f"ledger write refused: {exc.orig}") from None
+        raise AssertionError("unreachable")
+
+    def events(self, limit: int | None = None, kind: str | None = None) -> list[AuditEvent]:
+        """Most recent events first."""
+        with self.session() as session:
+            query = select(AuditEvent).order_by(AuditEvent.id.desc())
+            if kind:
+                query = query.where(AuditEvent.kind == kind)
+            if limit:
+                query = query.limit(limit)
+            return list(session.scalars(query))
+
+    def stamp_by_payload(self, payload: int) -> Stamp | None:
+        with self.session() as session:
+            return session.scalars(select(Stamp).where(Stamp.watermark_payload == payload)).first()
+
+    def stamp(self, stamp_id: str) -> Stamp | None:
+        with self.session() as session:
+            return session.get(Stamp, stamp_id)
+
+    def payload_in_use(self, payload: int) -> bool:
+        return self.stamp_by_payload(payload) is not None
+
+    def verify_chain(self) -> ChainReport:
+        """Recompute every event hash and link, and every stamp's digest against its event."""
+        with self.session() as session:
+            expected_prev = GENESIS_HASH
+            checked = 0
+            created_digest: dict[str, tuple[int, str | None]] = {}
+            for row in session.scalars(select(AuditEvent).order_by(AuditEvent.id)):
+                checked += 1
+                if row.prev_hash != expected_prev:
+                    return ChainReport(
+                        False,
+                        checked,
+                        0,
+                        expected_prev,
+                        row.id,
+                        f"event #{row.id} does not link to the event before it "
+                        "(an event was removed, inserted or reordered)",
+                    )
+                if event_digest(row) != row.hash:
+                    return ChainReport(
+                        False,
+                        checked,
+                        0,
+                        expected_prev,
+                        row.id,
+                        f"event #{row.id} ({row.kind}) was altered after it was written",
+                    )
+                if row.kind.endswith(".stamped"):
+                    created_digest[row.subject] = (row.id, row.details.get("stamp_digest"))
+                expected_prev = row.hash
+            stamps = 0
+            for stamp in session.scalars(select(Stamp).order_by(Stamp.created_at)):
+                stamps += 1
+                event_id, digest = created_digest.get(stamp.id, (None, None))
+                if event_id is None:
+                    return ChainReport(
+                        False,
+                        checked,
+                        stamps,
+                        expected_prev,
+                        None,
+                        f"stamp {stamp.id} has no audit event (row inserted outside Anima)",
+                    )
+                if digest != stamp_digest(stamp):
+                    return ChainReport(
+                        False,
+                        checked,
+                        stamps,
+                        expected_prev,
+                        event_id,
+                        f"stamp {stamp.id} was altered after event #{event_id} recorded it",
+                    )
+            return ChainReport(True, checked, stamps, expected_prev)

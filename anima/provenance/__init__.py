@@ -1,0 +1,1 @@
+"""Provenance: signing identity, C2PA manifests and the invisible video watermark."""
