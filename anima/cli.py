@@ -29,7 +29,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 HomeOption = Annotated[
     Path | None, typer.Option("--home", help="Anima home folder (default $ANIMA_HOME or ~/.anima).")
@@ -96,6 +96,7 @@ def stamp(
         f"[green]stamped[/] {result.output}  id [bold]{result.stamp_id}[/]  "
         f"frames {result.frames}  signer {result.signer}",
         highlight=False,
+        soft_wrap=True,
     )
 
 

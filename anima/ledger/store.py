@@ -99,8 +99,8 @@ class Ledger:
                 event.listen(self.engine, "connect", _enable_sqlite_wal)
             Base.metadata.create_all(self.engine)
             self._check_schema()
-        except SQLAlchemyError as exc:
-            reason = str(exc.orig) if getattr(exc, "orig", None) else exc.__class__.__name__
+        except (SQLAlchemyError, OSError) as exc:
+            reason = str(getattr(exc, "orig", None) or exc)
             raise LedgerError(f"cannot open ledger {self.engine_url_for_humans()}: {reason}") from None
 
     def engine_url_for_humans(self) -> str:

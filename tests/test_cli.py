@@ -1,0 +1,116 @@
+"""The CLI as users run it: exit codes, one-line errors, nothing written on failure."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
+
+from anima.cli import app
+
+runner = CliRunner()
+
+
+def anima(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_keys_stamp_verify_audit(home: Path, clip: Path, tmp_path: Path) -> None:
+    code, out, _ = anima("keys", "init", "--org", "CLI Studio")
+    assert code == 0 and "CLI Studio" in out
+    code, out, _ = anima("keys", "show")
+    assert code == 0 and "CLI Studio Anima signer" in out
+    output = tmp_path / "out.mp4"
+    code, out, _ = anima("stamp", str(clip), "-o", str(output))
+    assert code == 0 and "stamped" in out and output.exists()
+    code, out, _ = anima("verify", str(output), "--json", "--trust", str(home / "keys" / "ca.pem"))
+    assert code == 0
+    report = json.loads(out)
+    assert report["verdict"] == "anima-generated" and report["manifest"]["validation_state"] == "Trusted"
+    code, out, _ = anima("verify", str(output))
+    assert code == 0 and "verdict: anima-generated" in out
+    code, out, _ = anima("verify", str(clip))
+    assert code == 0 and "verdict: no-evidence" in out
+    code, out, _ = anima("audit", "log")
+    assert code == 0 and "stamp.stamped" in out
+    code, out, _ = anima("audit", "verify")
+    assert code == 0 and "chain intact" in out
+
+
+def test_audit_verify_names_an_edited_row(home: Path, clip: Path, tmp_path: Path) -> None:
+    assert anima("keys", "init")[0] == 0
+    for index in range(2):
+        assert anima("stamp", str(clip), "-o", str(tmp_path / f"o{index}.mp4"))[0] == 0
+    engine = create_engine(f"sqlite:///{home / 'ledger.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE id = 1"))
+    code, _, err = anima("audit", "verify")
+    assert code == 1 and "event #1" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["stamp", "{missing}", "-o", "{out}"], "no such file"),
+        (["stamp", "{text}", "-o", "{out}"], "not a readable video"),
+        (["stamp", "{clip}", "-o", "{tmp}/out.avi"], "must be a .mp4"),
+        (["stamp", "{clip}", "-o", "{tmp}/nofolder/out.mp4"], "output folder does not exist"),
+        (["stamp", "{clip}", "-o", "{out}", "--reference", "{missing}"], "no such file"),
+        (["stamp", "{clip}", "-o", "{out}", "--crf", "99"], "crf must be"),
+        (["verify", "{missing}"], "no such file"),
+        (["verify", "{tmp}/clip.gif"], "unsupported file type"),
+    ],
+    ids=[
+        "missing",
+        "not-media",
+        "bad-suffix",
+        "no-folder",
+        "missing-ingredient",
+        "bad-crf",
+        "verify-missing",
+        "verify-unsupported",
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    home: Path, clip: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    assert anima("keys", "init")[0] == 0
+    text_file = tmp_path / "notes.mp4"
+    text_file.write_text("not a video " * 100)
+    values = {
+        "missing": str(tmp_path / "missing.mp4"),
+        "out": str(tmp_path / "out.mp4"),
+        "text": str(text_file),
+        "clip": str(clip),
+        "tmp": str(tmp_path),
+    }
+    before = sorted(tmp_path.iterdir())
+    code, out, err = anima(*[a.format(**values) for a in args])
+    assert code == 2, (out, err)
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_stamp_without_keys_points_at_keys_init(home: Path, clip: Path, tmp_path: Path) -> None:
+    code, _, err = anima("stamp", str(clip), "-o", str(tmp_path / "o.mp4"))
+    assert code == 4 and "anima keys init" in err
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_installed_entry_point_runs(home: Path) -> None:
+    exe = shutil.which("anima") or str(Path(sys.executable).parent / "anima")
+    result = subprocess.run(
+        [exe, "--help"], capture_output=True, text=True, env=dict(os.environ), check=False
+    )
+    assert result.returncode == 0
+    for command in ("stamp", "verify", "keys", "audit"):
+        assert command in result.stdout
