@@ -123,9 +123,13 @@ def test_someone_elses_ai_manifest_is_ai_declared(settings: Settings, clip: Path
     }
     signed = tmp_path / "other.mp4"
     info = c2pa.C2paSignerInfo(b"es256", identity.chain_pem(), identity.key_pem(), None)
-    with c2pa.Signer.from_info(info) as signer, c2pa.Builder(definition) as builder:
-        with open(clip, "rb") as src, open(signed, "w+b") as dst:
-            builder.sign(signer, "video/mp4", src, dst)
+    with (
+        c2pa.Signer.from_info(info) as signer,
+        c2pa.Builder(definition) as builder,
+        open(clip, "rb") as src,
+        open(signed, "w+b") as dst,
+    ):
+        builder.sign(signer, "video/mp4", src, dst)
     report = flows.verify(settings, signed)
     assert report.verdict == flows.VERDICT_AI_DECLARED
     assert report.manifest.signer == "Other Generator Anima signer"

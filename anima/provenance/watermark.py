@@ -11,7 +11,8 @@ sum evidence over every tile of every frame before deciding:
   the video (0.5x, 2x) leaves the grid unchanged.
 * The grid is tiled with a ``TILE`` x ``TILE`` block of ``CHIP`` x ``CHIP`` chips. Two fifths of
   the chips carry a fixed keyed sync sequence; the rest carry the 62 bits of the BCH codeword
-  (32 data bits + parity, corrects 5 bit errors), each bit spread over ~10 chips per tile.
+  (32 data bits + parity, corrects 5 bit errors; with Chase soft decoding, usually 6-8), each
+  bit spread over ~10 chips per tile.
 * Extraction high-passes each sampled frame, folds it modulo the tile, and finds the pattern by
   circular cross-correlation with the sync sequence (FFT), for a range of scales. A crop is a
   cyclic shift of the tile plus a change of scale, so it is found the same way.
@@ -43,6 +44,7 @@ BCH_T = 5
 BCH_M = 6
 MIN_SIDE = 64
 STRENGTH = 2.0  # luma levels (of 255) in flat areas; textured areas take more, see _mask
+CHASE_BITS = 6
 MAX_FALSE_POSITIVE = 1e-6
 SCALES = tuple(np.round(np.arange(1.0, 0.795, -0.005), 4))
 KEY = b"anima-watermark-v1"
@@ -263,8 +265,7 @@ def extract(frames: np.ndarray | list[np.ndarray], max_frames: int = 48) -> Wate
     soft = np.bincount(
         layout.data_bit[on_data], weights=(aligned * layout.data_sign)[on_data], minlength=layout.code_bits
     )
-    bits = (soft > 0).astype(np.uint8)
-    payload, corrected = _decode_bits(bits)
+    payload, corrected = _decode_soft(soft)
     detected = bound <= MAX_FALSE_POSITIVE and payload is not None
     return WatermarkReading(
         payload=payload if detected else None,
@@ -277,16 +278,42 @@ def extract(frames: np.ndarray | list[np.ndarray], max_frames: int = 48) -> Wate
     )
 
 
-def _decode_bits(bits: np.ndarray) -> tuple[int | None, int | None]:
-    """BCH-decode the code bits; (payload, corrected bit count) or (None, None)."""
+def _bch_decode(bits: np.ndarray) -> int | None:
+    """Hard-decision BCH decode of the code bits; the payload, or None if beyond correction."""
     packed = np.packbits(bits).tobytes()  # packbits zero-pads the parity to whole bytes
     data_len = DATA_BITS // 8
     data, ecc = bytearray(packed[:data_len]), bytearray(packed[data_len:])
     bch = _bch()
-    corrected = bch.decode(data, ecc)
-    if corrected < 0:
-        return None, None
+    if bch.decode(data, ecc) < 0:
+        return None
     bch.correct(data, ecc)
     if bytes(bch.encode(bytes(data))) != bytes(ecc):
+        return None
+    return int.from_bytes(data, "big")
+
+
+def _decode_soft(soft: np.ndarray) -> tuple[int | None, int | None]:
+    """Chase-II soft-decision decoding: BCH-decode the hard decision with every combination of
+    the ``CHASE_BITS`` least reliable bits flipped, and keep the codeword closest to the soft
+    values. Measured: recovers most clips with 6-8 bit errors, where plain BCH stops at 5.
+
+    Returns (payload, bits that differ from the hard decision) or (None, None).
+    """
+    hard = (soft > 0).astype(np.uint8)
+    weakest = np.argsort(np.abs(soft))[:CHASE_BITS]
+    best: tuple[float, int, int] | None = None
+    for pattern in range(1 << CHASE_BITS):
+        trial = hard.copy()
+        flips = [weakest[i] for i in range(CHASE_BITS) if pattern >> i & 1]
+        trial[flips] ^= 1
+        payload = _bch_decode(trial)
+        if payload is None:
+            continue
+        codeword = _encode_bits(payload)
+        differs = codeword != hard
+        cost = float(np.abs(soft)[differs].sum())
+        if best is None or cost < best[0]:
+            best = (cost, payload, int(differs.sum()))
+    if best is None:
         return None, None
-    return int.from_bytes(data, "big"), int(corrected)
+    return best[1], best[2]

@@ -1,0 +1,864 @@
+"""Benchmark the invisible video watermark (``anima.provenance.watermark``) against rivaGan.
+
+Why: the watermark's design claims (survives H.264, resizing and cropping; no false payloads on
+unmarked video; cheap enough to embed in real time) are only worth what a measurement on varied
+footage says. This script makes that footage procedurally from photos that scikit-image ships
+(camera pans, zooms, slow rotations, handheld shake, static shots) plus synthetic textures, so
+it needs no download, and prints the results beside the targets.
+
+    python benchmarks/watermark.py [--quick] [--json results.json]
+
+Needs the dev extra (scikit-image, invisible-watermark) and, for the rivaGan baseline,
+onnxruntime; without onnxruntime the baseline is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+from skimage import data
+
+from anima.media import read_video, write_video
+from anima.provenance import watermark
+from anima.provenance.watermark import WatermarkEmbedder, WatermarkReading, extract
+
+FPS = 24
+RESOLUTIONS: dict[str, tuple[int, int]] = {"256": (256, 256), "512": (512, 512), "720p": (1280, 720)}
+PHOTOS = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "camera",
+    "page",
+    "text",
+    "brick",
+    "grass",
+    "gravel",
+    "coins",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "moon",
+    "clock",
+    "cell",
+    "retina",
+    "colorwheel",
+)
+SYNTHETIC = ("noise", "gradient", "shapes", "sines")
+MOTIONS = ("pan", "zoom", "rotate", "static", "shake")
+# Attack name -> what was done to the marked clip before extraction.
+ATTACKS: dict[str, str] = {
+    "none": "H.264 CRF 18",
+    "crf23": "H.264 CRF 23",
+    "crf28": "H.264 CRF 28",
+    "resize50": "CRF 23, then 0.5x resize",
+    "crop10": "CRF 23, then centre crop to 90% per side",
+    "bright+10": "CRF 23, then brightness x1.1",
+    "bright-10": "CRF 23, then brightness x0.9",
+}
+NATIVE_SIZE_ATTACKS = ("none", "crf23", "crf28", "bright+10", "bright-10")  # for extract speed
+ROBUSTNESS_TARGET = 99.0  # % payload-exact after CRF 28, 0.5x resize and 10% crop
+TARGET_ATTACKS = ("crf28", "resize50", "crop10")
+EMBED_FPS_TARGET = (512, 30.0)
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr so stdout holds only the result tables."""
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Test footage
+# --------------------------------------------------------------------------------------------
+
+
+@cache
+def photo(name: str) -> np.ndarray:
+    """A scikit-image sample photo as (H, W, 3) uint8 RGB, whatever its stored form."""
+    image = np.asarray(getattr(data, name)())
+    if image.dtype == bool:
+        image = image.astype(np.uint8) * 255
+    elif image.dtype != np.uint8:
+        image = np.clip(image / max(float(image.max()), 1e-9) * 255, 0, 255).astype(np.uint8)
+    if image.ndim == 2:
+        image = np.stack([image] * 3, axis=-1)
+    if image.shape[2] == 4:
+        alpha = image[:, :, 3:].astype(np.float32) / 255
+        image = (image[:, :, :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
+    return np.ascontiguousarray(image)
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """How to render one test clip: a source (photo or synthetic texture), a motion and a seed."""
+
+    name: str
+    source: str
+    motion: str
+    seed: int
+
+
+def clip_specs(res_index: int, count: int, seed: int) -> list[ClipSpec]:
+    """Marked-clip set for one resolution: every photo, then the synthetic textures.
+
+    Motions rotate with the resolution so a photo is not seen with the same motion everywhere.
+    """
+    motions = [MOTIONS[(i + res_index) % len(MOTIONS)] for i in range(len(PHOTOS))]
+    specs = [
+        ClipSpec(f"{name}/{motion}", name, motion, 0) for name, motion in zip(PHOTOS, motions, strict=True)
+    ]
+    specs += [ClipSpec(f"{name}/synthetic", name, "synthetic", 0) for name in SYNTHETIC]
+    if count < len(specs):  # quick runs: an even spread over photos and synthetics
+        picks = np.unique(np.linspace(0, len(specs) - 1, count).round().astype(int))
+        specs = [specs[i] for i in picks]
+    while len(specs) < count:  # more than the base set: repeat sources with other motions
+        i = len(specs)
+        name = PHOTOS[i % len(PHOTOS)]
+        motion = MOTIONS[(i * 2 + res_index + 1) % len(MOTIONS)]
+        specs.append(ClipSpec(f"{name}/{motion}#{i}", name, motion, 0))
+    return [
+        ClipSpec(s.name, s.source, s.motion, seed * 1_000_003 + res_index * 10_007 + i)
+        for i, s in enumerate(specs)
+    ]
+
+
+def unmarked_specs(count: int, seed: int) -> list[tuple[str, ClipSpec]]:
+    """Unmarked clips for the false-payload count: mostly 256 px, some 512 and 720p."""
+    rng = np.random.default_rng(seed + 7_777)
+    n_720 = max(1, count // 20)
+    n_512 = max(1, count // 10)
+    sizes = ["720p"] * n_720 + ["512"] * n_512 + ["256"] * (count - n_720 - n_512)
+    out = []
+    for i, res in enumerate(sizes):
+        if rng.random() < 0.2:
+            source, motion = str(rng.choice(SYNTHETIC)), "synthetic"
+        else:
+            source, motion = str(rng.choice(PHOTOS)), str(rng.choice(MOTIONS))
+        out.append((res, ClipSpec(f"{source}/{motion}#u{i}", source, motion, seed * 7 + 500_000 + i)))
+    return out
+
+
+def _ease(t: np.ndarray) -> np.ndarray:
+    return 0.5 - 0.5 * np.cos(np.pi * t)
+
+
+def _camera_clip(image: np.ndarray, width: int, height: int, frames: int, motion: str, rng) -> np.ndarray:
+    """Film a photo with a virtual camera: each frame is an affine view of the (rescaled) photo."""
+    src_h, src_w = image.shape[:2]
+    fill = min(src_w / width, src_h / height)  # source px per output px when the view fills the photo
+    factor = 1.0 / (fill * rng.uniform(0.6, 0.78))  # rescale so the base view is 1:1, with margin
+    interp = cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC
+    image = cv2.resize(image, (round(src_w * factor), round(src_h * factor)), interpolation=interp)
+    src_h, src_w = image.shape[:2]
+    margin_x, margin_y = (src_w - width) / 2, (src_h - height) / 2
+    t = _ease(np.linspace(0.0, 1.0, frames))
+    cx, cy = np.full(frames, src_w / 2), np.full(frames, src_h / 2)
+    scale, angle = np.ones(frames), np.zeros(frames)
+    grain = 0.0
+    if motion == "pan":
+        direction = rng.uniform(0, 2 * np.pi)
+        reach = rng.uniform(0.5, 0.9)
+        cx += np.cos(direction) * margin_x * reach * (2 * t - 1)
+        cy += np.sin(direction) * margin_y * reach * (2 * t - 1)
+    elif motion == "zoom":
+        ends = (1.15, rng.uniform(0.6, 0.8))
+        if rng.random() < 0.5:
+            ends = ends[::-1]
+        scale = ends[0] + (ends[1] - ends[0]) * t
+    elif motion == "rotate":
+        swing = np.radians(rng.uniform(3.0, 8.0))
+        angle = swing * (2 * t - 1) * (1 if rng.random() < 0.5 else -1)
+        scale = np.full(frames, 0.9)
+    elif motion == "static":
+        grain = rng.uniform(0.0, 2.5)  # sensor noise keeps the frames from being identical
+    elif motion == "shake":
+        kernel = np.ones(5) / 5
+        jitter = [np.convolve(rng.normal(0, 1, frames + 4), kernel, "valid") for _ in range(3)]
+        cx += jitter[0] * 0.04 * width
+        cy += jitter[1] * 0.04 * height
+        angle = jitter[2] * np.radians(0.6)
+    else:
+        raise ValueError(f"unknown motion {motion}")
+
+    out = np.empty((frames, height, width, 3), np.uint8)
+    for i in range(frames):
+        cos, sin = math.cos(angle[i]) * scale[i], math.sin(angle[i]) * scale[i]
+        # Output pixel (u, v) samples the photo at centre + scale * R(angle) * (u - W/2, v - H/2).
+        matrix = np.array(
+            [
+                [cos, -sin, cx[i] - (cos * width / 2 - sin * height / 2)],
+                [sin, cos, cy[i] - (sin * width / 2 + cos * height / 2)],
+            ]
+        )
+        frame = cv2.warpAffine(
+            image,
+            matrix,
+            (width, height),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REFLECT_101,
+        )
+        if grain:
+            frame = np.clip(frame + rng.normal(0, grain, frame.shape), 0, 255).astype(np.uint8)
+        out[i] = frame
+    return out
+
+
+def _synthetic_clip(kind: str, width: int, height: int, frames: int, rng) -> np.ndarray:
+    """Hard cases no photo gives: pure texture, near-flat gradients, graphics, smooth plasma."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    out = np.empty((frames, height, width, 3), np.uint8)
+    if kind == "noise":
+        sigma = rng.uniform(1.0, 3.0)
+        field = cv2.GaussianBlur(
+            rng.normal(0, 1, (height + 64, width + 64, 3)).astype(np.float32), (0, 0), sigma
+        )
+        field = 128 + 40 * field / field.std()
+        velocity = rng.uniform(-2.0, 2.0, 2)
+        for i in range(frames):
+            dx, dy = velocity * i
+            shift = np.float32([[1, 0, 32 + dx], [0, 1, 32 + dy]])
+            view = cv2.warpAffine(
+                field, shift, (width, height), flags=cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_WRAP
+            )
+            out[i] = np.clip(view, 0, 255).astype(np.uint8)
+    elif kind == "gradient":
+        colors = rng.uniform(20, 235, (2, 3)).astype(np.float32)
+        theta0, spin = rng.uniform(0, 2 * np.pi), rng.uniform(-0.3, 0.3)
+        for i in range(frames):
+            theta = theta0 + spin * i / frames
+            ramp = (np.cos(theta) * xx / width + np.sin(theta) * yy / height + 1) / 2
+            ramp = np.abs((ramp + 0.2 * i / frames) % 2.0 - 1.0)  # drifting, no seam
+            out[i] = np.clip(colors[0] + (colors[1] - colors[0]) * ramp[..., None], 0, 255).astype(np.uint8)
+    elif kind == "shapes":
+        background = rng.uniform(40, 200, 3).astype(np.float32)
+        base = np.clip(background + 30 * (yy / height)[..., None] - 15, 0, 255).astype(np.uint8)
+        n = int(rng.integers(5, 10))
+        pos = rng.uniform(0, 1, (n, 2)) * (width, height)
+        vel = rng.uniform(-1, 1, (n, 2)) * 0.01 * min(width, height)
+        size = rng.uniform(0.05, 0.15, n) * min(width, height)
+        color = rng.integers(0, 256, (n, 3))
+        is_circle = rng.random(n) < 0.5
+        for i in range(frames):
+            frame = base.copy()
+            for k in range(n):
+                x, y = (pos[k] + vel[k] * i).astype(int)
+                r = int(size[k])
+                c = tuple(int(v) for v in color[k])
+                if is_circle[k]:
+                    cv2.circle(frame, (x, y), r, c, -1, lineType=cv2.LINE_AA)
+                else:
+                    cv2.rectangle(
+                        frame, (x - r, y - r // 2), (x + r, y + r // 2), c, -1, lineType=cv2.LINE_AA
+                    )
+            out[i] = frame
+    elif kind == "sines":
+        waves = rng.uniform(-1, 1, (4, 2)) * 12 / min(width, height)
+        speed = rng.uniform(0.05, 0.2, 4)
+        mix = rng.uniform(0.3, 1.0, (4, 3))
+        for i in range(frames):
+            plasma = np.zeros((height, width, 3), np.float32)
+            for k in range(4):
+                wave = np.sin(waves[k, 0] * xx + waves[k, 1] * yy + speed[k] * i)
+                plasma += wave[..., None] * mix[k]
+            out[i] = np.clip(128 + 30 * plasma, 0, 255).astype(np.uint8)
+    else:
+        raise ValueError(f"unknown synthetic clip {kind}")
+    return out
+
+
+def render_clip(spec: ClipSpec, width: int, height: int, frames: int) -> np.ndarray:
+    """Deterministic (N, H, W, 3) uint8 RGB frames for a clip spec."""
+    rng = np.random.default_rng(spec.seed)
+    if spec.motion == "synthetic":
+        return _synthetic_clip(spec.source, width, height, frames, rng)
+    return _camera_clip(photo(spec.source), width, height, frames, spec.motion, rng)
+
+
+# --------------------------------------------------------------------------------------------
+# Measurements
+# --------------------------------------------------------------------------------------------
+
+
+def psnr(reference: np.ndarray, test: np.ndarray) -> float:
+    """PSNR in dB over a whole clip (one MSE over every pixel of every frame)."""
+    mse = float(np.mean((reference.astype(np.float32) - test.astype(np.float32)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def h264_roundtrip(frames: np.ndarray, crf: int, workdir: Path) -> np.ndarray:
+    """Encode with libx264 at ``crf`` through anima.media and decode again."""
+    path = workdir / f"clip-crf{crf}.mp4"
+    write_video(path, frames, FPS, crf=crf)
+    decoded = read_video(path).frames
+    path.unlink()
+    return decoded
+
+
+def resize_half(frames: np.ndarray) -> np.ndarray:
+    height, width = frames.shape[1:3]
+    size = (round(width * 0.5), round(height * 0.5))
+    return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def center_crop(frames: np.ndarray, keep: float = 0.9) -> np.ndarray:
+    height, width = frames.shape[1:3]
+    crop_h, crop_w = round(height * keep), round(width * keep)
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    return np.ascontiguousarray(frames[:, top : top + crop_h, left : left + crop_w])
+
+
+def brightness(frames: np.ndarray, gain: float) -> np.ndarray:
+    return np.clip(frames.astype(np.float32) * gain, 0, 255).round().astype(np.uint8)
+
+
+POST_CRF23: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "resize50": resize_half,
+    "crop10": center_crop,
+    "bright+10": lambda f: brightness(f, 1.1),
+    "bright-10": lambda f: brightness(f, 0.9),
+}
+
+
+def timed_extract(frames: np.ndarray) -> tuple[WatermarkReading, float]:
+    start = time.perf_counter()
+    reading = extract(frames)
+    return reading, time.perf_counter() - start
+
+
+def reading_record(reading: WatermarkReading, payload: int | None, seconds: float) -> dict[str, object]:
+    return {
+        "exact": payload is not None and reading.payload == payload,
+        "payload": reading.payload,
+        "wrong_payload": reading.payload is not None and reading.payload != payload,
+        "sync_z": round(reading.sync_z, 3),
+        "false_positive_bound": reading.false_positive_bound,
+        "scale": reading.scale,
+        "corrected_bits": reading.corrected_bits,
+        "extract_s": round(seconds, 4),
+    }
+
+
+def detection_threshold_z() -> float:
+    """The sync z-score at which extract's false-positive bound reaches MAX_FALSE_POSITIVE."""
+    trials = len(watermark.SCALES) * watermark.TILE * watermark.TILE
+    low, high = 0.0, 20.0
+    for _ in range(100):
+        mid = (low + high) / 2
+        if trials * 0.5 * math.erfc(mid / math.sqrt(2)) > watermark.MAX_FALSE_POSITIVE:
+            low = mid
+        else:
+            high = mid
+    return high
+
+
+def bench_marked(res: str, specs: list[ClipSpec], frames: int, seed: int, workdir: Path) -> list[dict]:
+    """Embed, attack and extract every clip of one resolution; one record per clip."""
+    width, height = RESOLUTIONS[res]
+    rng = np.random.default_rng([seed, *map(ord, res)])  # random 32-bit payload per clip
+    records = []
+    for index, spec in enumerate(specs):
+        clip = render_clip(spec, width, height, frames)
+        payload = int(rng.integers(0, 2**32))
+        start = time.perf_counter()
+        embedder = WatermarkEmbedder(payload)  # pattern is built on the first frame: part of the cost
+        marked = np.stack([embedder.embed(frame) for frame in clip])
+        embed_s = time.perf_counter() - start
+
+        readings: dict[str, dict[str, object]] = {}
+        for name, crf in (("none", 18), ("crf23", 23), ("crf28", 28)):
+            decoded = h264_roundtrip(marked, crf, workdir)
+            reading, seconds = timed_extract(decoded)
+            readings[name] = reading_record(reading, payload, seconds)
+            if name == "crf23":
+                for attack, transform in POST_CRF23.items():
+                    reading, seconds = timed_extract(transform(decoded))
+                    readings[attack] = reading_record(reading, payload, seconds)
+        records.append(
+            {
+                "resolution": res,
+                "clip": spec.name,
+                "spec": asdict(spec),
+                "payload": payload,
+                "psnr_db": round(psnr(clip, marked), 3),
+                "embed_s": round(embed_s, 4),
+                "frames": frames,
+                "attacks": {name: readings[name] for name in ATTACKS},
+            }
+        )
+        misses = [name for name in ATTACKS if not readings[name]["exact"]]
+        log(
+            f"  [{res} {index + 1}/{len(specs)}] {spec.name:32s} psnr {records[-1]['psnr_db']:.2f} dB  "
+            f"z(crf28) {readings['crf28']['sync_z']:.1f}  misses: {', '.join(misses) or '-'}"
+        )
+    return records
+
+
+def bench_unmarked(specs: list[tuple[str, ClipSpec]], frames: int, workdir: Path) -> list[dict]:
+    """Extract from unmarked CRF 23 clips: any payload at all is a false payload."""
+    records = []
+    for index, (res, spec) in enumerate(specs):
+        width, height = RESOLUTIONS[res]
+        decoded = h264_roundtrip(render_clip(spec, width, height, frames), 23, workdir)
+        reading, seconds = timed_extract(decoded)
+        records.append({"resolution": res, "clip": spec.name, **reading_record(reading, None, seconds)})
+        if (index + 1) % 25 == 0 or reading.payload is not None:
+            log(f"  [unmarked {index + 1}/{len(specs)}] {res} {spec.name} z {reading.sync_z:.2f}")
+    return records
+
+
+# --------------------------------------------------------------------------------------------
+# rivaGan baseline
+# --------------------------------------------------------------------------------------------
+
+
+def load_rivagan() -> tuple[type, type] | str:
+    """(WatermarkEncoder, WatermarkDecoder) with rivaGan's model loaded, or why it cannot be."""
+    try:
+        from imwatermark import WatermarkDecoder, WatermarkEncoder
+
+        WatermarkEncoder.loadModel()
+    except ImportError as exc:
+        return f"rivaGan unavailable: {exc}"
+    return WatermarkEncoder, WatermarkDecoder
+
+
+def bench_rivagan_speed(
+    classes: tuple[type, type], frames_per_res: dict[str, int], seed: int
+) -> dict[str, dict[str, float]]:
+    """rivaGan embed speed per resolution, frame by frame on BGR frames (as imwatermark expects)."""
+    encoder_cls, _ = classes
+    rng = np.random.default_rng(seed + 99)
+    out = {}
+    for res_index, (res, count) in enumerate(frames_per_res.items()):
+        width, height = RESOLUTIONS[res]
+        clip = render_clip(clip_specs(res_index, 1, seed)[0], width, height, count)
+        encoder = encoder_cls()
+        encoder.set_watermark("bits", [int(b) for b in rng.integers(0, 2, 32)])
+        encoder.encode(np.ascontiguousarray(clip[0][:, :, ::-1]), "rivaGan")  # warm-up, not timed
+        start = time.perf_counter()
+        for frame in clip:
+            encoder.encode(np.ascontiguousarray(frame[:, :, ::-1]), "rivaGan")
+        seconds = time.perf_counter() - start
+        out[res] = {"frames": count, "seconds": round(seconds, 3), "embed_fps": count / seconds}
+        log(f"  [rivaGan speed] {res}: {count / seconds:.2f} fps")
+    return out
+
+
+def bench_rivagan_robustness(
+    classes: tuple[type, type],
+    specs: list[ClipSpec],
+    frames: int,
+    decode_frames: int,
+    seed: int,
+    workdir: Path,
+) -> list[dict]:
+    """rivaGan at 256 px through CRF 28, bits decided by a per-bit majority vote over frames."""
+    encoder_cls, decoder_cls = classes
+    width, height = RESOLUTIONS["256"]
+    rng = np.random.default_rng(seed + 123)
+    decoder = decoder_cls("bits", 32)
+    records = []
+    for spec in specs:
+        clip = render_clip(spec, width, height, frames)
+        bits = rng.integers(0, 2, 32)
+        encoder = encoder_cls()
+        encoder.set_watermark("bits", [int(b) for b in bits])
+        start = time.perf_counter()
+        marked = np.stack(
+            [encoder.encode(np.ascontiguousarray(f[:, :, ::-1]), "rivaGan")[:, :, ::-1] for f in clip]
+        )
+        embed_s = time.perf_counter() - start
+        decoded = h264_roundtrip(np.ascontiguousarray(marked), 28, workdir)
+        picks = np.unique(np.linspace(0, frames - 1, min(decode_frames, frames)).round().astype(int))
+        start = time.perf_counter()
+        votes = np.stack(
+            [
+                np.asarray(decoder.decode(np.ascontiguousarray(decoded[i][:, :, ::-1]), "rivaGan"))
+                for i in picks
+            ]
+        )
+        decode_s = time.perf_counter() - start
+        majority = (votes.mean(axis=0) > 0.5).astype(int)
+        records.append(
+            {
+                "clip": spec.name,
+                "psnr_db": round(psnr(clip, marked), 3),
+                "exact": bool(np.array_equal(majority, bits)),
+                "bit_accuracy": float(np.mean(majority == bits)),
+                "mean_frame_bit_accuracy": float(np.mean(votes == bits[None, :])),
+                "frames_decoded": len(picks),
+                "embed_s": round(embed_s, 3),
+                "decode_s": round(decode_s, 3),
+            }
+        )
+        log(
+            f"  [rivaGan crf28] {spec.name}: exact {records[-1]['exact']}, "
+            f"bits {records[-1]['bit_accuracy']:.3f}"
+        )
+    return records
+
+
+# --------------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------------
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    """Left-aligned first column, right-aligned numbers: plain text that diffs well."""
+    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+
+    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths), *map(line, cells[1:])])
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "inf"
+        return f"{value:.3g}" if abs(value) < 0.01 and value != 0 else f"{value:.2f}"
+    return str(value)
+
+
+def summarize(marked: list[dict], unmarked: list[dict], riva: dict, frames: int) -> dict:
+    """Aggregate per resolution, pooled, and against the targets."""
+    per_res: dict[str, dict] = {}
+    for res in RESOLUTIONS:
+        rows = [r for r in marked if r["resolution"] == res]
+        if not rows:
+            continue
+        native = [r["attacks"][a] for r in rows for a in NATIVE_SIZE_ATTACKS]
+        per_res[res] = {
+            "clips": len(rows),
+            "mean_psnr_db": float(np.mean([r["psnr_db"] for r in rows])),
+            "min_psnr_db": float(np.min([r["psnr_db"] for r in rows])),
+            "exact_pct": {
+                a: 100.0 * float(np.mean([r["attacks"][a]["exact"] for r in rows])) for a in ATTACKS
+            },
+            "wrong_payloads": {a: int(sum(r["attacks"][a]["wrong_payload"] for r in rows)) for a in ATTACKS},
+            "min_sync_z": {a: float(min(r["attacks"][a]["sync_z"] for r in rows)) for a in ATTACKS},
+            "embed_fps": len(rows) * frames / sum(r["embed_s"] for r in rows),
+            "extract_fps": len(native) * frames / sum(x["extract_s"] for x in native),
+        }
+    pooled = {a: 100.0 * float(np.mean([r["attacks"][a]["exact"] for r in marked])) for a in ATTACKS}
+    false_payloads = sum(r["payload"] is not None for r in unmarked)
+    wrong_marked = sum(r["attacks"][a]["wrong_payload"] for r in marked for a in ATTACKS)
+    targets = []
+    for attack in TARGET_ATTACKS:
+        for res, agg in [*per_res.items(), ("all", {"exact_pct": pooled})]:
+            value = agg["exact_pct"][attack]
+            targets.append(
+                {
+                    "target": f"payload exact after {attack} ({res})",
+                    "goal": f">= {ROBUSTNESS_TARGET:.0f}%",
+                    "value": f"{value:.1f}%",
+                    "met": value >= ROBUSTNESS_TARGET,
+                }
+            )
+    targets.append(
+        {
+            "target": "false payloads on unmarked clips",
+            "goal": "0",
+            "value": str(false_payloads),
+            "met": false_payloads == 0,
+        }
+    )
+    targets.append(
+        {
+            "target": "wrong payloads on marked clips (extra)",
+            "goal": "0",
+            "value": str(wrong_marked),
+            "met": wrong_marked == 0,
+        }
+    )
+    side, goal = EMBED_FPS_TARGET
+    key = str(side)
+    if key in per_res:
+        fps = per_res[key]["embed_fps"]
+        targets.append(
+            {
+                "target": f"embed speed at {side} px",
+                "goal": f">= {goal:.0f} fps",
+                "value": f"{fps:.1f} fps",
+                "met": fps >= goal,
+            }
+        )
+    return {
+        "per_resolution": per_res,
+        "pooled_exact_pct": pooled,
+        "false_payloads": false_payloads,
+        "unmarked_clips": len(unmarked),
+        "unmarked_max_sync_z": max((r["sync_z"] for r in unmarked), default=None),
+        "wrong_payloads_on_marked": wrong_marked,
+        "targets": targets,
+        "rivagan": riva,
+    }
+
+
+def report(summary: dict, marked: list[dict], unmarked: list[dict], args: argparse.Namespace) -> str:
+    out = []
+    per_res = summary["per_resolution"]
+    out.append(
+        f"Watermark benchmark: {args.frames} frames/clip at {FPS} fps, "
+        f"detection threshold sync z >= {detection_threshold_z():.2f} "
+        f"(false-positive bound {watermark.MAX_FALSE_POSITIVE:g})"
+    )
+    out.append("\nAttacks: " + "; ".join(f"{k} = {v}" for k, v in ATTACKS.items()))
+
+    out.append("\n1. Imperceptibility and robustness: payload-exact % per attack")
+    headers = ["resolution", "clips", "PSNR dB", "min PSNR", *ATTACKS]
+    rows = [
+        [
+            res,
+            agg["clips"],
+            agg["mean_psnr_db"],
+            agg["min_psnr_db"],
+            *(f"{agg['exact_pct'][a]:.1f}" for a in ATTACKS),
+        ]
+        for res, agg in per_res.items()
+    ]
+    rows.append(
+        [
+            "all",
+            len(marked),
+            float(np.mean([r["psnr_db"] for r in marked])),
+            float(np.min([r["psnr_db"] for r in marked])),
+            *(f"{summary['pooled_exact_pct'][a]:.1f}" for a in ATTACKS),
+        ]
+    )
+    out.append(table(headers, rows))
+
+    out.append("\n   Lowest sync z per attack (marked clips)")
+    out.append(
+        table(
+            ["resolution", *ATTACKS],
+            [[res, *(agg["min_sync_z"][a] for a in ATTACKS)] for res, agg in per_res.items()],
+        )
+    )
+
+    failures = [
+        [
+            r["resolution"],
+            r["clip"],
+            a,
+            "wrong" if x["wrong_payload"] else "none",
+            x["sync_z"],
+            x["false_positive_bound"],
+            x["scale"],
+        ]
+        for r in marked
+        for a, x in r["attacks"].items()
+        if not x["exact"]
+    ]
+    out.append(f"\n   Failures (payload not exact): {len(failures)}")
+    if failures:
+        out.append(table(["resolution", "clip", "attack", "got", "sync z", "fp bound", "scale"], failures))
+
+    out.append("\n2. False payloads on unmarked clips (H.264 CRF 23)")
+    by_res = {}
+    for r in unmarked:
+        by_res.setdefault(r["resolution"], []).append(r)
+    rows = [
+        [
+            res,
+            len(rs),
+            sum(x["payload"] is not None for x in rs),
+            max(x["sync_z"] for x in rs),
+            float(np.mean([x["sync_z"] for x in rs])),
+        ]
+        for res, rs in by_res.items()
+    ]
+    rows.append(
+        [
+            "all",
+            len(unmarked),
+            summary["false_payloads"],
+            summary["unmarked_max_sync_z"] or 0.0,
+            float(np.mean([x["sync_z"] for x in unmarked])) if unmarked else 0.0,
+        ]
+    )
+    out.append(table(["resolution", "clips", "false payloads", "max sync z", "mean sync z"], rows))
+
+    out.append("\n3. Speed (frames/second, this machine)")
+    riva = summary["rivagan"]
+    speed = riva.get("speed", {}) if isinstance(riva, dict) else {}
+    rows = []
+    for res, agg in per_res.items():
+        riva_fps = speed.get(res, {}).get("embed_fps")
+        rows.append(
+            [
+                res,
+                agg["embed_fps"],
+                agg["extract_fps"],
+                riva_fps if riva_fps is not None else "-",
+                agg["embed_fps"] / riva_fps if riva_fps else "-",
+                speed.get(res, {}).get("frames", "-"),
+            ]
+        )
+    out.append(
+        table(
+            [
+                "resolution",
+                "anima embed",
+                "anima extract",
+                "rivaGan embed",
+                "anima/rivaGan",
+                "rivaGan frames",
+            ],
+            rows,
+        )
+    )
+
+    out.append("\n4. rivaGan baseline robustness (256 px, H.264 CRF 28, per-bit majority over frames)")
+    if isinstance(riva, dict) and riva.get("robustness"):
+        rows = [
+            [
+                r["clip"],
+                r["psnr_db"],
+                "yes" if r["exact"] else "no",
+                r["bit_accuracy"],
+                r["mean_frame_bit_accuracy"],
+                r["frames_decoded"],
+                "yes" if _anima_exact(marked, r["clip"]) else "no",
+            ]
+            for r in riva["robustness"]
+        ]
+        exact = 100.0 * float(np.mean([r["exact"] for r in riva["robustness"]]))
+        rows.append(
+            [
+                "all",
+                float(np.mean([r["psnr_db"] for r in riva["robustness"]])),
+                f"{exact:.1f}%",
+                float(np.mean([r["bit_accuracy"] for r in riva["robustness"]])),
+                float(np.mean([r["mean_frame_bit_accuracy"] for r in riva["robustness"]])),
+                "",
+                "",
+            ]
+        )
+        out.append(
+            table(["clip", "PSNR dB", "exact", "bits ok", "bits ok/frame", "frames", "anima exact"], rows)
+        )
+    else:
+        out.append(f"   skipped: {riva.get('skipped', 'not run') if isinstance(riva, dict) else riva}")
+
+    out.append("\n5. Targets")
+    out.append(
+        table(
+            ["target", "goal", "result", "met"],
+            [[t["target"], t["goal"], t["value"], "yes" if t["met"] else "NO"] for t in summary["targets"]],
+        )
+    )
+    return "\n".join(out)
+
+
+def _anima_exact(marked: list[dict], clip: str) -> bool:
+    return any(
+        r["resolution"] == "256" and r["clip"] == clip and r["attacks"]["crf28"]["exact"] for r in marked
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: 4 clips per resolution, 20 unmarked")
+    parser.add_argument("--frames", type=int, default=32, help="frames per clip (default 32)")
+    parser.add_argument("--clips", type=int, help=f"marked clips per resolution (default {len(PHOTOS) + 4})")
+    parser.add_argument(
+        "--unmarked", type=int, help="unmarked clips for the false-payload count (default 200)"
+    )
+    parser.add_argument("--resolutions", nargs="+", choices=list(RESOLUTIONS), default=list(RESOLUTIONS))
+    parser.add_argument("--riva-clips", type=int, help="256 px clips for rivaGan robustness (default 6)")
+    parser.add_argument("--riva-decode-frames", type=int, default=16, help="frames rivaGan votes over")
+    parser.add_argument("--no-riva", action="store_true", help="skip the rivaGan baseline")
+    parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--json", type=Path, help="also write all results as JSON here")
+    args = parser.parse_args(argv)
+    clips = args.clips or (4 if args.quick else len(PHOTOS) + len(SYNTHETIC))
+    n_unmarked = args.unmarked if args.unmarked is not None else (20 if args.quick else 200)
+    riva_clips = args.riva_clips if args.riva_clips is not None else (2 if args.quick else 6)
+    if args.frames < 2:
+        parser.error("--frames must be at least 2")
+
+    started = time.perf_counter()
+    warm = WatermarkEmbedder(1)
+    extract(np.stack([warm.embed(np.full((128, 128, 3), 128, np.uint8))] * 2))  # build caches untimed
+
+    with tempfile.TemporaryDirectory(prefix="anima-wm-bench-") as tmp:
+        workdir = Path(tmp)
+        marked: list[dict] = []
+        for res_index, res in enumerate(RESOLUTIONS):
+            if res not in args.resolutions:
+                continue
+            log(f"marked clips at {res}")
+            marked += bench_marked(
+                res, clip_specs(res_index, clips, args.seed), args.frames, args.seed, workdir
+            )
+
+        log(f"unmarked clips ({n_unmarked})")
+        wanted = [(r, s) for r, s in unmarked_specs(n_unmarked, args.seed) if r in args.resolutions]
+        unmarked = bench_unmarked(wanted, args.frames, workdir)
+
+        riva: dict[str, object] = {}
+        classes = None if args.no_riva else load_rivagan()
+        if classes is None:
+            riva["skipped"] = "--no-riva"
+        elif isinstance(classes, str):
+            riva["skipped"] = classes
+        else:
+            log("rivaGan baseline")
+            counts = {"256": 8, "512": 8, "720p": 4} if not args.quick else {"256": 4, "512": 2, "720p": 1}
+            counts = {r: n for r, n in counts.items() if r in args.resolutions}
+            riva["speed"] = bench_rivagan_speed(classes, counts, args.seed)
+            if "256" in args.resolutions and riva_clips > 0:
+                specs = clip_specs(0, clips, args.seed)[:riva_clips]
+                riva["robustness"] = bench_rivagan_robustness(
+                    classes, specs, args.frames, args.riva_decode_frames, args.seed, workdir
+                )
+
+    summary = summarize(marked, unmarked, riva, args.frames)
+    elapsed = time.perf_counter() - started
+    print(report(summary, marked, unmarked, args))
+    print(f"\nTotal run time: {elapsed:.1f} s")
+    if args.json:
+        results = {
+            "config": {
+                "frames": args.frames,
+                "fps": FPS,
+                "clips_per_resolution": clips,
+                "unmarked": len(unmarked),
+                "seed": args.seed,
+                "quick": args.quick,
+                "attacks": ATTACKS,
+                "detection_threshold_z": detection_threshold_z(),
+            },
+            "summary": summary,
+            "marked": marked,
+            "unmarked": unmarked,
+            "total_s": elapsed,
+        }
+        args.json.write_text(json.dumps(results, indent=2, default=_json_default))
+    return 0
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
