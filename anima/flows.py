@@ -26,6 +26,7 @@ from anima.provenance import watermark
 from anima.provenance.keys import identity_from_settings
 
 Progress = Callable[[int, int], None]
+MarkedWriter = Callable[["watermark.WatermarkEmbedder", Path, int], int]
 STILL_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 VERDICT_ANIMA = "anima-generated"
@@ -71,77 +72,84 @@ def _check_output(source: Path, output: Path) -> None:
         raise BadInput(f"{output}: output must not overwrite the input")
 
 
-def _watermarked_video(
-    source: Path, target: Path, embedder: watermark.WatermarkEmbedder, crf: int, progress: Progress | None
-) -> int:
+def _watermark_video_file(source: Path, progress: Progress | None) -> MarkedWriter:
     info = media.probe_video(source)
 
-    def frames() -> Iterator[np.ndarray]:
-        for index, frame in enumerate(media.iter_frames(source)):
-            yield embedder.embed(frame)
-            if progress:
-                progress(index + 1, info.num_frames)
+    def write(embedder: watermark.WatermarkEmbedder, target: Path, crf: int) -> int:
+        def frames() -> Iterator[np.ndarray]:
+            for index, frame in enumerate(media.iter_frames(source)):
+                yield embedder.embed(frame)
+                if progress:
+                    progress(index + 1, info.num_frames)
 
-    return media.write_video(target, frames(), info.fps, crf=crf)
+        return media.write_video(target, frames(), info.fps, crf=crf)
 
-
-def _watermarked_still(source: Path, target: Path, embedder: watermark.WatermarkEmbedder) -> int:
-    marked = embedder.embed(media.read_image(source))
-    if target.suffix.lower() == ".png":
-        Image.fromarray(marked).save(target, format="PNG")
-    else:
-        Image.fromarray(marked).save(target, format="JPEG", quality=95)
-    return 1
+    return write
 
 
-def stamp(
-    settings: Settings,
-    source: Path,
-    output: Path,
-    *,
-    reference: Path | None = None,
-    pose: Path | None = None,
-    kind: str = "stamp",
-    software_agent: str = "anima",
-    extra: dict[str, Any] | None = None,
-    crf: int = 18,
-    actor: str | None = None,
-    progress: Progress | None = None,
-) -> StampResult:
-    """Watermark every frame of ``source``, encode, sign a C2PA manifest, record it in the ledger,
-    and only then move the result to ``output``."""
-    source, output = Path(source), Path(output)
-    media.mime_type(source)
-    _check_output(source, output)
-    ingredients = [
-        c2pa_manifest.Ingredient(role, Path(path))
-        for role, path in (("reference", reference), ("pose", pose))
-        if path is not None
-    ]
+def _watermark_still_file(source: Path) -> MarkedWriter:
+    def write(embedder: watermark.WatermarkEmbedder, target: Path, crf: int) -> int:
+        marked = Image.fromarray(embedder.embed(media.read_image(source)))
+        if target.suffix.lower() == ".png":
+            marked.save(target, format="PNG")
+        else:
+            marked.save(target, format="JPEG", quality=95)
+        return 1
+
+    return write
+
+
+def _watermark_frames(frames: np.ndarray, fps: float, progress: Progress | None) -> MarkedWriter:
+    def write(embedder: watermark.WatermarkEmbedder, target: Path, crf: int) -> int:
+        def marked() -> Iterator[np.ndarray]:
+            for index, frame in enumerate(frames):
+                yield embedder.embed(frame)
+                if progress:
+                    progress(index + 1, len(frames))
+
+        return media.write_video(target, marked(), fps, crf=crf)
+
+    return write
+
+
+def _ingredients(**paths: Path | None) -> list[c2pa_manifest.Ingredient]:
+    ingredients = [c2pa_manifest.Ingredient(role, Path(p)) for role, p in paths.items() if p is not None]
     for ingredient in ingredients:
         if not ingredient.path.is_file():
             raise MediaError(f"{ingredient.path}: no such file ({ingredient.role} input)")
-        media.mime_type(ingredient.path)
+    return ingredients
+
+
+def _publish(
+    settings: Settings,
+    write_marked: MarkedWriter,
+    output: Path,
+    *,
+    source_sha256: str,
+    ingredients: list[c2pa_manifest.Ingredient],
+    kind: str,
+    software_agent: str,
+    extra: dict[str, Any],
+    crf: int,
+    actor: str | None,
+) -> StampResult:
+    """Watermark -> encode -> sign -> ledger -> rename: the one path by which Anima writes output."""
     identity = identity_from_settings(settings)
     ledger = Ledger(settings.database_url)
     payload = _new_payload(ledger)
     stamp_id = stamp_id_for(payload)
     embedder = watermark.WatermarkEmbedder(payload)
-    still = source.suffix.lower() in STILL_SUFFIXES
-
+    suffix = output.suffix.lower()
     with tempfile.TemporaryDirectory(prefix="anima-stamp-") as work, media.atomic_output(output) as final:
-        marked = Path(work) / f"marked{output.suffix.lower()}"
-        if still:
-            frames = _watermarked_still(source, marked, embedder)
-        else:
-            frames = _watermarked_video(source, marked, embedder, crf, progress)
+        marked = Path(work) / f"marked{suffix}"
+        frames = write_marked(embedder, marked, crf)
         stamp_info = {
             "stamp_id": stamp_id,
             "kind": kind,
             "watermark": {"method": "anima-tiled-ss-v1", "payload": payload},
-            **(extra or {}),
+            **extra,
         }
-        signed = Path(work) / f"signed{output.suffix.lower()}"
+        signed = Path(work) / f"signed{suffix}"
         store = c2pa_manifest.sign_file(
             marked,
             signed,
@@ -157,12 +165,12 @@ def stamp(
             kind=kind,
             output_name=output.name,
             output_sha256=output_sha256,
-            source_sha256=media.sha256_file(source),
+            source_sha256=source_sha256,
             inputs={i.role: {"name": i.path.name, "sha256": media.sha256_file(i.path)} for i in ingredients},
             signer=identity.subject,
             signer_fingerprint=identity.fingerprint_sha256,
             manifest=store,
-            details={"frames": frames, **(extra or {})},
+            details={"frames": frames, **extra},
         )
         shutil.copyfile(signed, final)
         ledger.record(
@@ -173,6 +181,41 @@ def stamp(
             stamp=row,
         )
     return StampResult(stamp_id, payload, output, output_sha256, frames, identity.subject)
+
+
+def stamp(
+    settings: Settings,
+    source: Path,
+    output: Path,
+    *,
+    reference: Path | None = None,
+    pose: Path | None = None,
+    crf: int = 18,
+    actor: str | None = None,
+    progress: Progress | None = None,
+) -> StampResult:
+    """Watermark every frame of an existing video or still, sign it, record it in the ledger,
+    and only then move the result to ``output``."""
+    source, output = Path(source), Path(output)
+    media.mime_type(source)
+    _check_output(source, output)
+    ingredients = _ingredients(reference=reference, pose=pose)
+    if source.suffix.lower() in STILL_SUFFIXES:
+        writer = _watermark_still_file(source)
+    else:
+        writer = _watermark_video_file(source, progress)
+    return _publish(
+        settings,
+        writer,
+        output,
+        source_sha256=media.sha256_file(source),
+        ingredients=ingredients,
+        kind="stamp",
+        software_agent="anima",
+        extra={},
+        crf=crf,
+        actor=actor,
+    )
 
 
 @dataclass

@@ -17,7 +17,7 @@ import c2pa
 
 from anima import __version__
 from anima.errors import ProvenanceError
-from anima.media import mime_type
+from anima.media import MIME_TYPES, mime_type
 from anima.provenance.keys import SigningIdentity
 
 AI_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -42,6 +42,13 @@ class Ingredient:
 
     role: str
     path: Path
+
+    @property
+    def format(self) -> str:
+        suffix = self.path.suffix.lower()
+        if suffix == ".json":
+            return "application/json"
+        return MIME_TYPES.get(suffix, "application/octet-stream")
 
 
 def build_definition(title: str, stamp_info: dict[str, Any], software_agent: str) -> dict[str, Any]:
@@ -92,7 +99,7 @@ def sign_file(
                             "relationship": "inputTo",
                             "metadata": {"anima:role": ingredient.role},
                         },
-                        mime_type(ingredient.path),
+                        ingredient.format,
                         handle,
                     )
             with open(source, "rb") as src, open(destination, "w+b") as dst:
