@@ -15,9 +15,9 @@ as attention processors (no fork of diffusers' UNets).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from itertools import pairwise
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F

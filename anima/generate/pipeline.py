@@ -124,6 +124,9 @@ class AnimationPipeline(DiffusionPipeline):
                 f"pose guider downscales by {self.pose_guider.downscale_factor} but the VAE by "
                 f"{self.vae_scale_factor}: these components do not belong together"
             )
+        sizes = {_to_rgb_array(frame, "pose_frames").shape[:2] for frame in pose_frames}
+        if len(sizes) > 1:
+            raise ValueError(f"`pose_frames` must all have one size, got {sorted(sizes)}")
         if num_inference_steps < 1:
             raise ValueError(f"`num_inference_steps` must be >= 1, got {num_inference_steps}")
         if guidance_scale < 1:
@@ -177,6 +180,7 @@ class AnimationPipeline(DiffusionPipeline):
         dtype: torch.dtype,
         device: torch.device,
         generator: torch.Generator | None,
+        latents: torch.Tensor | None = None,
     ) -> torch.Tensor:
         shape = (
             1,
@@ -185,9 +189,13 @@ class AnimationPipeline(DiffusionPipeline):
             height // self.vae_scale_factor,
             width // self.vae_scale_factor,
         )
-        latents = torch.randn(
-            shape, generator=generator, device=generator.device if generator else "cpu", dtype=torch.float32
-        )
+        if latents is not None:
+            if tuple(latents.shape) != shape:
+                raise ValueError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}")
+        else:
+            latents = torch.randn(
+                shape, generator=generator, dtype=torch.float32, device=generator.device if generator else "cpu"
+            )
         return (latents.to(device) * self.scheduler.init_noise_sigma).to(dtype)
 
     @torch.no_grad()
@@ -212,6 +220,7 @@ class AnimationPipeline(DiffusionPipeline):
         context_frames: int = 24,
         context_overlap: int = 4,
         generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
     ) -> AnimationPipelineOutput | tuple:
@@ -226,6 +235,7 @@ class AnimationPipeline(DiffusionPipeline):
             context_frames (`int`, defaults to 24): frames the motion modules see at once.
             context_overlap (`int`, defaults to 4): frames shared by neighbouring windows.
             generator (`torch.Generator`, optional): for reproducible noise.
+            latents (`torch.Tensor`, optional): initial noise (1, 4, frames, h, w) instead of sampling it.
             output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"` or `"pt"`.
         """
         first = _to_rgb_array(pose_frames[0], "pose_frames[0]") if len(pose_frames) else None
@@ -266,7 +276,7 @@ class AnimationPipeline(DiffusionPipeline):
         # 4. Denoise over overlapping windows, averaging the windows' noise predictions.
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         dtype = self.denoising_unet.dtype
-        latents = self.prepare_latents(num_frames, height, width, dtype, device, generator)
+        latents = self.prepare_latents(num_frames, height, width, dtype, device, generator, latents)
         windows = context_windows(num_frames, context_frames, context_overlap)
         branches = 2 if guided else 1
         try:

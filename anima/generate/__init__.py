@@ -1,0 +1,1 @@
+"""generate: the Animate Anyone model and pipeline (diffusers), pose tools, weight import."""
