@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
 from diffusers import AutoencoderKL, UNet2DConditionModel
+from safetensors import safe_open
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from anima.generate.configs import TINY_UNET_CONFIG
@@ -20,23 +20,21 @@ from anima.generate.pipeline import AnimationPipeline
 
 # The AnimateDiff-v2 layout of one motion module, as motion_module.pth spells it, written out by
 # hand (independently of the importer's rename table) with the diffusers name each must reach.
+BLOCK = "temporal_transformer.transformer_blocks.0."
 ANIMATEDIFF_TO_DIFFUSERS = {
     "temporal_transformer.norm.{p}": "norm.{p}",
     "temporal_transformer.proj_in.{p}": "proj_in.{p}",
     "temporal_transformer.proj_out.{p}": "proj_out.{p}",
-    "temporal_transformer.transformer_blocks.0.attention_blocks.0.to_q.weight": "transformer_blocks.0.attn1.to_q.weight",
-    "temporal_transformer.transformer_blocks.0.attention_blocks.0.to_k.weight": "transformer_blocks.0.attn1.to_k.weight",
-    "temporal_transformer.transformer_blocks.0.attention_blocks.0.to_v.weight": "transformer_blocks.0.attn1.to_v.weight",
-    "temporal_transformer.transformer_blocks.0.attention_blocks.0.to_out.0.{p}": "transformer_blocks.0.attn1.to_out.0.{p}",
-    "temporal_transformer.transformer_blocks.0.attention_blocks.1.to_q.weight": "transformer_blocks.0.attn2.to_q.weight",
-    "temporal_transformer.transformer_blocks.0.attention_blocks.1.to_k.weight": "transformer_blocks.0.attn2.to_k.weight",
-    "temporal_transformer.transformer_blocks.0.attention_blocks.1.to_v.weight": "transformer_blocks.0.attn2.to_v.weight",
-    "temporal_transformer.transformer_blocks.0.attention_blocks.1.to_out.0.{p}": "transformer_blocks.0.attn2.to_out.0.{p}",
-    "temporal_transformer.transformer_blocks.0.norms.0.{p}": "transformer_blocks.0.norm1.{p}",
-    "temporal_transformer.transformer_blocks.0.norms.1.{p}": "transformer_blocks.0.norm2.{p}",
-    "temporal_transformer.transformer_blocks.0.ff.net.0.proj.{p}": "transformer_blocks.0.ff.net.0.proj.{p}",
-    "temporal_transformer.transformer_blocks.0.ff.net.2.{p}": "transformer_blocks.0.ff.net.2.{p}",
-    "temporal_transformer.transformer_blocks.0.ff_norm.{p}": "transformer_blocks.0.norm3.{p}",
+    **{
+        f"{BLOCK}attention_blocks.{index}.{name}": f"transformer_blocks.0.attn{index + 1}.{name}"
+        for index in (0, 1)
+        for name in ("to_q.weight", "to_k.weight", "to_v.weight", "to_out.0.{p}")
+    },
+    BLOCK + "norms.0.{p}": "transformer_blocks.0.norm1.{p}",
+    BLOCK + "norms.1.{p}": "transformer_blocks.0.norm2.{p}",
+    BLOCK + "ff.net.0.proj.{p}": "transformer_blocks.0.ff.net.0.proj.{p}",
+    BLOCK + "ff.net.2.{p}": "transformer_blocks.0.ff.net.2.{p}",
+    BLOCK + "ff_norm.{p}": "transformer_blocks.0.norm3.{p}",
 }
 MOTION_PREFIXES = [
     "down_blocks.0.motion_modules.0",
@@ -212,5 +210,5 @@ def test_any_unmapped_or_missing_key_fails_loudly(moore_dir, tmp_path: Path, nam
 
 def test_incomplete_folder_names_what_is_missing(tmp_path: Path) -> None:
     (tmp_path / "denoising_unet.pth").write_bytes(b"")
-    with pytest.raises(ImportFailed, match="missing reference_unet.pth, pose_guider.pth"):
+    with pytest.raises(ImportFailed, match=r"missing reference_unet\.pth, pose_guider\.pth"):
         import_moore(tmp_path, tmp_path / "out")

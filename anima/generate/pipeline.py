@@ -193,9 +193,8 @@ class AnimationPipeline(DiffusionPipeline):
             if tuple(latents.shape) != shape:
                 raise ValueError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}")
         else:
-            latents = torch.randn(
-                shape, generator=generator, dtype=torch.float32, device=generator.device if generator else "cpu"
-            )
+            noise_device = generator.device if generator else "cpu"
+            latents = torch.randn(shape, generator=generator, dtype=torch.float32, device=noise_device)
         return (latents.to(device) * self.scheduler.init_noise_sigma).to(dtype)
 
     @torch.no_grad()
