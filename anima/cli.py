@@ -15,7 +15,9 @@ from rich.table import Table
 from anima import __version__, flows
 from anima.config import Settings, load_settings
 from anima.errors import AnimaError
+from anima.generate.request import GenerationRequest
 from anima.ledger import Ledger
+from anima.media import atomic_output
 from anima.provenance import keys
 
 app = typer.Typer(
@@ -25,8 +27,12 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="The signing identity used for C2PA manifests.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit ledger.", no_args_is_help=True)
+models_app = typer.Typer(help="Animation models: import published weights.", no_args_is_help=True)
+pose_app = typer.Typer(help="Pose sequences: extract from videos, render as skeletons.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(models_app, name="models")
+app.add_typer(pose_app, name="pose")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
@@ -273,3 +279,134 @@ def audit_verify(home: HomeOption = None) -> None:
         f"[bold red]chain broken[/] at event #{report.first_broken_event}: {report.problem}", highlight=False
     )
     raise typer.Exit(1)
+
+
+@app.command()
+def generate(
+    model: Annotated[Path, typer.Option(help="Model folder (a saved AnimationPipeline).")],
+    reference: Annotated[Path, typer.Option(help="Picture of the character to animate (.png/.jpg).")],
+    pose: Annotated[str, typer.Option(help="pose.json, skeleton.mp4, driving.mp4 or motion:NAME.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where the stamped .mp4 goes.")],
+    frames: Annotated[int, typer.Option(help="Length of a built-in motion, in frames.")] = 48,
+    steps: Annotated[int, typer.Option(help="DDIM steps.")] = 25,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 3.5,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same video).")] = 0,
+    width: Annotated[int | None, typer.Option(help="Output width (default: the model's).")] = None,
+    height: Annotated[
+        int | None, typer.Option(help="Output height (default: the reference's aspect).")
+    ] = None,
+    fps: Annotated[
+        float | None, typer.Option(help="Frame rate (default: the pose source's, else 24).")
+    ] = None,
+    align: Annotated[bool, typer.Option(help="Re-proportion the motion to the reference's body.")] = False,
+    device: Annotated[
+        str | None, typer.Option(help="cuda, cuda:1 or cpu (default: cuda if present).")
+    ] = None,
+    crf: Annotated[int, typer.Option(help="H.264 quality (0-51, lower is better).")] = 18,
+    home: HomeOption = None,
+) -> None:
+    """Animate a reference picture with a pose sequence; the video is always stamped."""
+    request = GenerationRequest(
+        model=model,
+        reference=reference,
+        pose=pose,
+        frames=frames,
+        steps=steps,
+        guidance=guidance,
+        seed=seed,
+        width=width,
+        height=height,
+        fps=fps,
+        align=align,
+    )
+    try:
+        result = flows.generate(_settings(home), request, output, device=device, crf=crf)
+    except AnimaError as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"[green]generated[/] {result.output}  id [bold]{result.stamp_id}[/]  frames {result.frames}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@models_app.command("import-moore")
+def models_import_moore(
+    weights_dir: Annotated[Path, typer.Argument(help="Moore-AnimateAnyone's pretrained_weights folder.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the converted model.")],
+    half: Annotated[bool, typer.Option(help="Store weights in float16 (half the size).")] = False,
+) -> None:
+    """Convert Moore-AnimateAnyone weights into an Anima model folder, mapping every key.
+
+    WEIGHTS_DIR must hold denoising_unet.pth, reference_unet.pth, pose_guider.pth, motion_module.pth,
+    stable-diffusion-v1-5/unet/config.json, sd-vae-ft-mse/ and image_encoder/.
+    """
+    from anima.generate.moore import import_moore
+
+    try:
+        report = import_moore(weights_dir, output, half=half)
+    except AnimaError as exc:
+        raise _fail(exc) from None
+    counts = ", ".join(f"{name} {count}" for name, count in report.tensors.items())
+    console.print(
+        f"[green]imported[/] {report.output}: tensors {counts}; "
+        f"{report.recomputed_buffers} position buffers recomputed",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@pose_app.command("extract")
+def pose_extract(
+    video: Annotated[Path, typer.Argument(help="Driving video with one person.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where the pose .json goes.")],
+    render: Annotated[Path | None, typer.Option(help="Also write the rendered skeleton as .mp4.")] = None,
+    dwpose: Annotated[
+        Path | None, typer.Option(help="Folder with DWPose ONNX models (else MediaPipe).")
+    ] = None,
+) -> None:
+    """Extract an OpenPose-18 pose sequence from a video (offline)."""
+    from anima.generate.pose import extract_driving_pose, render_video
+
+    if dwpose is None:
+        errors.print("extracting with MediaPipe BlazePose (its tool environment is built on first use)")
+    try:
+        sequence = extract_driving_pose(video, dwpose_models=dwpose)
+        with atomic_output(output) as tmp:
+            sequence.save(tmp)
+        if render is not None:
+            with atomic_output(render) as tmp:
+                render_video(sequence, tmp)
+    except AnimaError as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"[green]extracted[/] {sequence.num_frames} frames -> {output}"
+        + (f" and {render}" if render else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@pose_app.command("render")
+def pose_render(
+    pose: Annotated[Path, typer.Argument(help="Pose .json (Anima, OpenPose or DWPose) or motion:NAME.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where the skeleton .mp4 goes.")],
+    width: Annotated[int | None, typer.Option(help="Output width (default: the pose's canvas).")] = None,
+    height: Annotated[int | None, typer.Option(help="Output height (default: the pose's canvas).")] = None,
+    frames: Annotated[int, typer.Option(help="Length of a built-in motion, in frames.")] = 48,
+) -> None:
+    """Render a pose sequence as a skeleton video, as the pose guider sees it."""
+    from anima.generate.pose import builtin_motion, read_pose_json, render_video
+
+    try:
+        spec = str(pose)
+        if spec.startswith("motion:"):
+            sequence = builtin_motion(spec, frames, 24.0, (width or 512, height or 512))
+        else:
+            sequence = read_pose_json(pose)
+        size = (width or sequence.width, height or sequence.height)
+        with atomic_output(output) as tmp:
+            count = render_video(sequence, tmp, size=size)
+    except AnimaError as exc:
+        raise _fail(exc) from None
+    console.print(f"[green]rendered[/] {count} frames -> {output}", highlight=False, soft_wrap=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import hashlib
 import secrets
 import shutil
 import tempfile
@@ -20,6 +21,7 @@ from PIL import Image
 from anima import media
 from anima.config import Settings
 from anima.errors import BadInput, MediaError, ProvenanceError
+from anima.generate.request import GenerationRequest
 from anima.ledger import Ledger, Stamp
 from anima.provenance import manifest as c2pa_manifest
 from anima.provenance import watermark
@@ -328,4 +330,50 @@ def verify(settings: Settings, clip: Path, trust: list[Path] | None = None) -> V
         watermark=reading,
         ledger=ledger_info,
         durable_manifest=durable,
+    )
+
+
+def _pose_ingredient(spec: str) -> Path | None:
+    path = Path(spec.split(":", 1)[1] if spec.startswith(("skeleton:", "video:")) else spec)
+    return path if not spec.startswith("motion:") and path.is_file() else None
+
+
+def generate(
+    settings: Settings,
+    request: GenerationRequest,
+    output: Path,
+    *,
+    device: str | None = None,
+    crf: int = 18,
+    actor: str | None = None,
+    progress: Progress | None = None,
+) -> StampResult:
+    """Animate ``request.reference`` with ``request.pose`` and publish the result stamped (watermark,
+    signed manifest, ledger row). No unstamped generated video is ever written to disk."""
+    from anima.generate import runner  # torch and diffusers load only for generation
+
+    output = Path(output)
+    if output.suffix.lower() != ".mp4":
+        raise BadInput(f"{output}: output must be an .mp4 file")
+    ingredients = _ingredients(reference=request.reference, pose=_pose_ingredient(request.pose))
+    identity_from_settings(settings)  # fail on missing keys before minutes of generation
+    video = runner.animate(request, device=device)
+    extra = {
+        "model": video.model_name,
+        "pose": request.pose,
+        "seed": request.seed,
+        "steps": request.steps,
+        "guidance": request.guidance,
+    }
+    return _publish(
+        settings,
+        _watermark_frames(video.frames, video.fps, progress),
+        output,
+        source_sha256=hashlib.sha256(video.frames.tobytes()).hexdigest(),
+        ingredients=ingredients,
+        kind="generation",
+        software_agent=f"anima/{video.model_name}",
+        extra=extra,
+        crf=crf,
+        actor=actor,
     )

@@ -13,6 +13,7 @@ from anima.generate.models import PoseGuider, ReferenceReadProcessor, ReferenceW
 from anima.generate.pipeline import AnimationPipeline, context_windows
 
 SIZE = 64
+SAMPLE_REFERENCE = str(Path(__file__).parents[1] / "samples" / "astronaut.jpg")
 
 
 def _image(seed: int) -> np.ndarray:
@@ -102,7 +103,7 @@ def test_save_and_load_round_trip(pipe: AnimationPipeline, tmp_path: Path) -> No
 def test_half_precision_runs(tmp_path: Path) -> None:
     pipe = tiny_pipeline(seed=0)
     pipe.save_pretrained(tmp_path / "model")
-    half = AnimationPipeline.from_pretrained(tmp_path / "model", torch_dtype=torch.float16)
+    half = AnimationPipeline.from_pretrained(tmp_path / "model", dtype=torch.float16)
     half.set_progress_bar_config(disable=True)
     assert half.denoising_unet.dtype == torch.float16
     frames = _run(half, _image(0), [_image(1)] * 3)
@@ -136,3 +137,74 @@ def test_bad_arguments_name_themselves(pipe: AnimationPipeline, kwargs: dict, me
     poses = kwargs.pop("poses", [_image(1)] * 2)
     with pytest.raises(ValueError, match=message):
         _run(pipe, reference, poses, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "tiny"
+    tiny_pipeline(seed=0).save_pretrained(path)
+    return path
+
+
+def test_generate_cli_writes_only_stamped_video(settings, tiny_model_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from anima import flows
+    from anima.cli import app
+
+    output = tmp_path / "out.mp4"
+    args = [
+        "generate",
+        "--model",
+        str(tiny_model_dir),
+        "--reference",
+        SAMPLE_REFERENCE,
+        "--pose",
+        "motion:wave",
+        "--frames",
+        "10",
+        "--steps",
+        "2",
+        "--width",
+        "128",
+        "-o",
+        str(output),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["anima-home", "out.mp4"]
+    report = flows.verify(settings, output, trust=[settings.local_ca_cert])
+    assert report.verdict == flows.VERDICT_ANIMA and report.manifest.trusted
+    assert report.manifest.anima["kind"] == "generation"
+    assert report.manifest.anima["pose"] == "motion:wave" and report.manifest.anima["model"] == "tiny"
+    assert report.watermark.payload == report.manifest.anima["watermark"]["payload"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"--model": "no-such-model"}, "not an Anima model folder"),
+        ({"--pose": "motion:moonwalk"}, "motion"),
+        ({"--reference": "README.md"}, "not a readable image"),
+        ({"--width": "100"}, "multiples of 8"),
+        ({"-o": "out.avi"}, "must be an .mp4"),
+    ],
+)
+def test_generate_cli_bad_input(settings, tiny_model_dir: Path, tmp_path: Path, change, message) -> None:
+    from typer.testing import CliRunner
+
+    from anima.cli import app
+
+    options = {
+        "--model": str(tiny_model_dir),
+        "--reference": SAMPLE_REFERENCE,
+        "--pose": "motion:wave",
+        "--frames": "4",
+        "--steps": "1",
+        "-o": str(tmp_path / "out.mp4"),
+    }
+    options |= {k: (str(tmp_path / v) if k == "-o" else v) for k, v in change.items()}
+    result = CliRunner().invoke(app, ["generate", *[x for kv in options.items() for x in kv]])
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not any(p.suffix in (".mp4", ".avi") for p in tmp_path.iterdir())

@@ -37,6 +37,7 @@ def _zero_frame_mp4(path: Path) -> None:
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=24)
         stream.width, stream.height = 64, 64
+        container.start_encoding()
 
 
 @pytest.mark.parametrize(
@@ -45,7 +46,7 @@ def _zero_frame_mp4(path: Path) -> None:
         (lambda p: None, "no such file"),
         (lambda p: p.write_bytes(b""), "empty file"),
         (lambda p: p.write_text("this is not a video at all " * 50), "not a readable video"),
-        (_zero_frame_mp4, "no"),
+        (_zero_frame_mp4, "no decodable frames|no video stream"),
     ],
     ids=["missing", "empty", "not-media", "zero-frames"],
 )

@@ -158,7 +158,7 @@ def test_imported_pipeline_runs(moore_dir, tmp_path: Path) -> None:
     stored = next((tmp_path / "imported" / "denoising_unet").glob("*.safetensors"))
     with safe_open(stored, "pt") as handle:
         assert handle.get_tensor("conv_in.weight").dtype == torch.float16
-    pipe = AnimationPipeline.from_pretrained(tmp_path / "imported", torch_dtype=torch.float16)
+    pipe = AnimationPipeline.from_pretrained(tmp_path / "imported", dtype=torch.float16)
     pipe.set_progress_bar_config(disable=True)
     frames = pipe(
         np.full((64, 64, 3), 128, np.uint8),

@@ -48,7 +48,7 @@ def context_windows(num_frames: int, context_frames: int, context_overlap: int) 
 
 
 def _to_rgb_array(image: ImageInput, name: str) -> np.ndarray:
-    array = np.asarray(image.convert("RGB")) if isinstance(image, PIL.Image.Image) else np.asarray(image)
+    array = np.array(image.convert("RGB") if isinstance(image, PIL.Image.Image) else image)
     if array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"`{name}` must be an RGB image (H, W, 3), got shape {array.shape}")
     if array.dtype != np.uint8:
@@ -144,7 +144,7 @@ class AnimationPipeline(DiffusionPipeline):
         """(1, 3, H, W) float in [0, 1], resized to the output size."""
         array = _to_rgb_array(image, name)
         if array.shape[:2] != (height, width):
-            array = np.asarray(PIL.Image.fromarray(array).resize((width, height), PIL.Image.BICUBIC))
+            array = np.array(PIL.Image.fromarray(array).resize((width, height), PIL.Image.BICUBIC))
         return torch.from_numpy(array).permute(2, 0, 1)[None].float() / 255.0
 
     @torch.no_grad()
