@@ -270,8 +270,8 @@ def audit_verify(home: HomeOption = None) -> None:
         raise _fail(exc) from None
     if report.ok:
         console.print(
-            f"[green]chain intact[/]: {report.events_checked} events, {report.stamps_checked} "
-            f"stamps; head {report.head_hash[:16]}",
+            f"[green]chain intact[/]: {report.events_checked} events, {report.rows_checked} "
+            f"tracked rows; head {report.head_hash[:16]}",
             highlight=False,
         )
         return

@@ -180,7 +180,7 @@ def _publish(
             actor or current_actor(),
             stamp_id,
             {"output_sha256": output_sha256, "payload": payload},
-            stamp=row,
+            row=row,
         )
     return StampResult(stamp_id, payload, output, output_sha256, frames, identity.subject)
 

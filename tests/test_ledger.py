@@ -30,15 +30,15 @@ def _stamp(stamp_id: str, payload: int) -> Stamp:
 @pytest.fixture
 def ledger(tmp_path: Path) -> Ledger:
     ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    ledger.record("stamp.stamped", "alice", "s-1", {"n": 1}, stamp=_stamp("s-1", 1))
+    ledger.record("stamp.stamped", "alice", "s-1", {"n": 1}, row=_stamp("s-1", 1))
     ledger.record("policy.decision", "bob", "req-9", {"allow": False, "reasons": ["unknown face"]})
-    ledger.record("stamp.stamped", "alice", "s-2", {"n": 2}, stamp=_stamp("s-2", 2))
+    ledger.record("stamp.stamped", "alice", "s-2", {"n": 2}, row=_stamp("s-2", 2))
     return ledger
 
 
 def test_intact_chain_verifies(ledger: Ledger) -> None:
     report = ledger.verify_chain()
-    assert report.ok and report.events_checked == 3 and report.stamps_checked == 2
+    assert report.ok and report.events_checked == 3 and report.rows_checked == 2
     events = ledger.events()
     assert [e.id for e in events] == [3, 2, 1]
     assert events[0].prev_hash == events[1].hash

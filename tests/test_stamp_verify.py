@@ -138,7 +138,7 @@ def test_someone_elses_ai_manifest_is_ai_declared(settings: Settings, clip: Path
 def test_every_stamp_is_in_the_chain(settings: Settings, stamped: flows.StampResult) -> None:
     ledger = Ledger(settings.database_url)
     report = ledger.verify_chain()
-    assert report.ok and report.stamps_checked == 1
+    assert report.ok and report.rows_checked == 1
     event = ledger.events(limit=1)[0]
     assert (event.kind, event.actor, event.subject) == ("stamp.stamped", "tester", stamped.stamp_id)
     row = ledger.stamp(stamped.stamp_id)

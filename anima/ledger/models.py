@@ -1,8 +1,9 @@
 """Ledger tables (SQLAlchemy 2.0 typed ORM).
 
-``audit_events`` is the append-only, hash-chained record of every decision and output.
-``stamps`` holds what was made (hashes, watermark payload, the signed manifest); each stamp row's
-digest is written into the audit event that created it, so editing a stamp breaks the chain check.
+``audit_events`` is the append-only, hash-chained record of every decision and output. The other
+tables hold current state (stamps, enrolled identities, consent grants); every write to one of
+them is an audit event carrying the row's digest, so a row edited outside Anima no longer matches
+the latest event about it, and both ``anima audit verify`` and the consent gate notice.
 """
 
 from __future__ import annotations
@@ -10,14 +11,45 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, String
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA_VERSION = 1
 
 
+def utc_iso(moment: dt.datetime | None) -> str | None:
+    """One text form for a timestamp, whether or not the database kept its zone (SQLite does not)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="microseconds")
+
+
+def as_utc(moment: dt.datetime | None) -> dt.datetime | None:
+    """A timestamp read back from any database, as an aware UTC datetime."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
 class Base(DeclarativeBase):
     pass
+
+
+class Tracked:
+    """A row whose every change is recorded, with its digest, in an audit event about ``id``."""
+
+    id: Any
+    noun: str  # how messages name a row of this table
+
+    def digest_fields(self) -> dict[str, Any]:
+        """Every column, in a form that survives a database round trip."""
+        fields: dict[str, Any] = {}
+        for column in self.__table__.columns:  # type: ignore[attr-defined]
+            value = getattr(self, column.key)
+            fields[column.key] = utc_iso(value) if isinstance(value, dt.datetime) else value
+        return fields
 
 
 class SchemaInfo(Base):
@@ -44,10 +76,11 @@ class AuditEvent(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
-class Stamp(Base):
+class Stamp(Tracked, Base):
     """A provenance-stamped output: what went in, what came out, and how it was marked."""
 
     __tablename__ = "stamps"
+    noun = "stamp"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     watermark_payload: Mapped[int] = mapped_column(BigInteger, unique=True, index=True)
@@ -61,3 +94,37 @@ class Stamp(Base):
     signer_fingerprint: Mapped[str] = mapped_column(String(64))
     manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Identity(Tracked, Base):
+    """An enrolled person: a display name and face embeddings (no photo unless kept on request)."""
+
+    __tablename__ = "identities"
+    noun = "identity"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(256))
+    backend: Mapped[str] = mapped_column(String(64))  # embeddings only compare within one backend
+    embeddings: Mapped[list[list[float]]] = mapped_column(JSON)
+    photo_sha256: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    enrolled_by: Mapped[str] = mapped_column(String(256))
+    forgotten_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ConsentGrant(Tracked, Base):
+    """Consent by one identity for some purposes and a period, with the evidence's hash."""
+
+    __tablename__ = "consent_grants"
+    noun = "consent grant"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    identity_id: Mapped[str] = mapped_column(String(32), index=True)
+    purposes: Mapped[list[str]] = mapped_column(JSON)
+    valid_from: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    statement_sha256: Mapped[str] = mapped_column(String(64))
+    granted_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_reason: Mapped[str | None] = mapped_column(Text, nullable=True)

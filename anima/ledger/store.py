@@ -16,17 +16,22 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from anima.errors import LedgerError
-from anima.ledger.models import SCHEMA_VERSION, AuditEvent, Base, SchemaInfo, Stamp
+from anima.ledger.models import (
+    SCHEMA_VERSION,
+    AuditEvent,
+    Base,
+    ConsentGrant,
+    Identity,
+    SchemaInfo,
+    Stamp,
+    Tracked,
+    utc_iso,
+)
+
+TRACKED_TABLES: tuple[type[Tracked], ...] = (Stamp, Identity, ConsentGrant)
 
 GENESIS_HASH = "0" * 64
 APPEND_RETRIES = 5
-
-
-def _utc_iso(moment: dt.datetime) -> str:
-    """One text form for a timestamp, whether or not the database kept its zone (SQLite does not)."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
-    return moment.isoformat(timespec="microseconds")
 
 
 def canonical_digest(fields: dict[str, Any]) -> str:
@@ -37,7 +42,7 @@ def canonical_digest(fields: dict[str, Any]) -> str:
 def event_digest(event_row: AuditEvent) -> str:
     return canonical_digest(
         {
-            "created_at": _utc_iso(event_row.created_at),
+            "created_at": utc_iso(event_row.created_at),
             "kind": event_row.kind,
             "actor": event_row.actor,
             "subject": event_row.subject,
@@ -47,23 +52,8 @@ def event_digest(event_row: AuditEvent) -> str:
     )
 
 
-def stamp_digest(stamp: Stamp) -> str:
-    return canonical_digest(
-        {
-            "id": stamp.id,
-            "watermark_payload": stamp.watermark_payload,
-            "created_at": _utc_iso(stamp.created_at),
-            "kind": stamp.kind,
-            "output_name": stamp.output_name,
-            "output_sha256": stamp.output_sha256,
-            "source_sha256": stamp.source_sha256,
-            "inputs": stamp.inputs,
-            "signer": stamp.signer,
-            "signer_fingerprint": stamp.signer_fingerprint,
-            "manifest": stamp.manifest,
-            "details": stamp.details,
-        }
-    )
+def row_digest(row: Tracked) -> str:
+    return canonical_digest(row.digest_fields())
 
 
 @dataclass(frozen=True)
@@ -72,7 +62,7 @@ class ChainReport:
 
     ok: bool
     events_checked: int
-    stamps_checked: int
+    rows_checked: int
     head_hash: str
     first_broken_event: int | None = None
     problem: str | None = None
@@ -149,17 +139,18 @@ class Ledger:
         return row
 
     def record(
-        self, kind: str, actor: str, subject: str, details: dict[str, Any], stamp: Stamp | None = None
+        self, kind: str, actor: str, subject: str, details: dict[str, Any], row: Tracked | None = None
     ) -> AuditEvent:
-        """Append one event (and the stamp it describes) atomically, retrying if another writer
-        took the chain head first (``prev_hash`` is unique, so the chain never forks)."""
+        """Append one event, and write the row it describes, atomically; the event carries the row's
+        digest. Retries if another writer took the chain head first (``prev_hash`` is unique, so the
+        chain never forks)."""
         for attempt in range(APPEND_RETRIES):
             try:
                 with self.session() as session:
-                    if stamp is not None:
-                        session.add(stamp)
+                    if row is not None:
+                        row = session.merge(row)
                         session.flush()
-                        details = {**details, "stamp_digest": stamp_digest(stamp)}
+                        details = {**details, "row_digest": row_digest(row)}
                     return self._append(session, kind, actor, subject, details)
             except IntegrityError as exc:
                 if "prev_hash" not in str(exc.orig) or attempt == APPEND_RETRIES - 1:
@@ -188,55 +179,63 @@ class Ledger:
         return self.stamp_by_payload(payload) is not None
 
     def verify_chain(self) -> ChainReport:
-        """Recompute every event hash and link, and every stamp's digest against its event."""
+        """Recompute every event hash and link, and every tracked row's digest against the latest
+        event that recorded it."""
         with self.session() as session:
             expected_prev = GENESIS_HASH
             checked = 0
-            created_digest: dict[str, tuple[int, str | None]] = {}
-            for row in session.scalars(select(AuditEvent).order_by(AuditEvent.id)):
+            latest_digest: dict[str, tuple[int, str]] = {}
+            for event_row in session.scalars(select(AuditEvent).order_by(AuditEvent.id)):
                 checked += 1
-                if row.prev_hash != expected_prev:
+                if event_row.prev_hash != expected_prev:
                     return ChainReport(
                         False,
                         checked,
                         0,
                         expected_prev,
-                        row.id,
-                        f"event #{row.id} does not link to the event before it "
+                        event_row.id,
+                        f"event #{event_row.id} does not link to the event before it "
                         "(an event was removed, inserted or reordered)",
                     )
-                if event_digest(row) != row.hash:
+                if event_digest(event_row) != event_row.hash:
                     return ChainReport(
                         False,
                         checked,
                         0,
                         expected_prev,
-                        row.id,
-                        f"event #{row.id} ({row.kind}) was altered after it was written",
+                        event_row.id,
+                        f"event #{event_row.id} ({event_row.kind}) was altered after it was written",
                     )
-                if row.kind.endswith(".stamped"):
-                    created_digest[row.subject] = (row.id, row.details.get("stamp_digest"))
-                expected_prev = row.hash
-            stamps = 0
-            for stamp in session.scalars(select(Stamp).order_by(Stamp.created_at)):
-                stamps += 1
-                event_id, digest = created_digest.get(stamp.id, (None, None))
-                if event_id is None:
-                    return ChainReport(
-                        False,
-                        checked,
-                        stamps,
-                        expected_prev,
-                        None,
-                        f"stamp {stamp.id} has no audit event (row inserted outside Anima)",
-                    )
-                if digest != stamp_digest(stamp):
-                    return ChainReport(
-                        False,
-                        checked,
-                        stamps,
-                        expected_prev,
-                        event_id,
-                        f"stamp {stamp.id} was altered after event #{event_id} recorded it",
-                    )
-            return ChainReport(True, checked, stamps, expected_prev)
+                if "row_digest" in event_row.details:
+                    latest_digest[event_row.subject] = (event_row.id, event_row.details["row_digest"])
+                expected_prev = event_row.hash
+            rows = 0
+            for table in TRACKED_TABLES:
+                for row in session.scalars(select(table)):
+                    rows += 1
+                    problem = _row_problem(row, latest_digest)
+                    if problem:
+                        event_id = latest_digest.get(row.id, (None, ""))[0]
+                        return ChainReport(False, checked, rows, expected_prev, event_id, problem)
+            return ChainReport(True, checked, rows, expected_prev)
+
+    def row_problem(self, row: Tracked) -> str | None:
+        """Why ``row`` cannot be trusted (edited or inserted outside Anima), or None."""
+        with self.session() as session:
+            query = select(AuditEvent).where(AuditEvent.subject == row.id).order_by(AuditEvent.id.desc())
+            for event_row in session.scalars(query):
+                if "row_digest" in event_row.details:
+                    if event_digest(event_row) != event_row.hash:
+                        return f"event #{event_row.id} about {row.id} was altered after it was written"
+                    return _row_problem(row, {row.id: (event_row.id, event_row.details["row_digest"])})
+        return _row_problem(row, {})
+
+
+def _row_problem(row: Tracked, latest_digest: dict[str, tuple[int, str]]) -> str | None:
+    noun = row.noun
+    if row.id not in latest_digest:
+        return f"{noun} {row.id} has no audit event (row inserted outside Anima)"
+    event_id, digest = latest_digest[row.id]
+    if digest != row_digest(row):
+        return f"{noun} {row.id} was altered after event #{event_id} recorded it"
+    return None
