@@ -1,8 +1,9 @@
 """The ``anima`` command: parses, calls flows, prints. Errors become one line and an exit code:
-2 bad input, 4 provenance failure, 5 ledger failure, 1 anything else Anima reports."""
+2 bad input, 3 refused by the consent gate, 4 provenance failure, 5 ledger failure, 1 anything else."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Annotated
@@ -14,10 +15,11 @@ from rich.table import Table
 
 from anima import __version__, flows
 from anima.config import Settings, load_settings
-from anima.errors import AnimaError
+from anima.errors import AnimaError, BadInput
 from anima.generate.request import GenerationRequest
-from anima.ledger import Ledger
+from anima.ledger import ConsentGrant, Ledger, as_utc
 from anima.media import atomic_output
+from anima.policy.registry import ConsentRegistry, grant_status
 from anima.provenance import keys
 
 app = typer.Typer(
@@ -27,10 +29,14 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="The signing identity used for C2PA manifests.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit ledger.", no_args_is_help=True)
+consent_app = typer.Typer(help="The consent registry: who may be animated, for what.", no_args_is_help=True)
+policy_app = typer.Typer(help="The consent gate.", no_args_is_help=True)
 models_app = typer.Typer(help="Animation models: import published weights.", no_args_is_help=True)
 pose_app = typer.Typer(help="Pose sequences: extract from videos, render as skeletons.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(consent_app, name="consent")
+app.add_typer(policy_app, name="policy")
 app.add_typer(models_app, name="models")
 app.add_typer(pose_app, name="pose")
 
@@ -39,6 +45,12 @@ errors = Console(stderr=True, soft_wrap=True)
 
 HomeOption = Annotated[
     Path | None, typer.Option("--home", help="Anima home folder (default $ANIMA_HOME or ~/.anima).")
+]
+
+
+PolicyOption = Annotated[
+    Path | None,
+    typer.Option("--policy", help="Policy file (default $ANIMA_HOME/policy.toml, else safe defaults)."),
 ]
 
 
@@ -287,6 +299,11 @@ def generate(
     reference: Annotated[Path, typer.Option(help="Picture of the character to animate (.png/.jpg).")],
     pose: Annotated[str, typer.Option(help="pose.json, skeleton.mp4, driving.mp4 or motion:NAME.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where the stamped .mp4 goes.")],
+    purpose: Annotated[str, typer.Option(help="What the video is for (must be covered by consent).")],
+    fictional: Annotated[
+        bool, typer.Option(help="Declare the character fictional (only pictures with no face pass).")
+    ] = False,
+    policy: PolicyOption = None,
     frames: Annotated[int, typer.Option(help="Length of a built-in motion, in frames.")] = 48,
     steps: Annotated[int, typer.Option(help="DDIM steps.")] = 25,
     guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 3.5,
@@ -320,7 +337,16 @@ def generate(
         align=align,
     )
     try:
-        result = flows.generate(_settings(home), request, output, device=device, crf=crf)
+        result = flows.generate(
+            _settings(home),
+            request,
+            output,
+            purpose=purpose,
+            fictional=fictional,
+            policy=policy,
+            device=device,
+            crf=crf,
+        )
     except AnimaError as exc:
         raise _fail(exc) from None
     console.print(
@@ -410,3 +436,250 @@ def pose_render(
     except AnimaError as exc:
         raise _fail(exc) from None
     console.print(f"[green]rendered[/] {count} frames -> {output}", highlight=False, soft_wrap=True)
+
+
+def _date(value: str | None, option: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise _fail(BadInput(f"{option} must be a date like 2027-06-30, got {value!r}")) from None
+
+
+@consent_app.command("enroll")
+def consent_enroll(
+    name: Annotated[str, typer.Argument(help="The person's name, as shown to operators.")],
+    photo: Annotated[list[Path], typer.Option(help="Photo showing only this person's face; repeatable.")],
+    statement: Annotated[Path, typer.Option(help="The signed consent statement (its SHA-256 is stored).")],
+    purpose: Annotated[list[str], typer.Option(help="Purpose consented to (fashion, entertainment, ...).")],
+    expires: Annotated[str | None, typer.Option(help="Last day of consent, YYYY-MM-DD (exclusive).")] = None,
+    valid_from: Annotated[str | None, typer.Option(help="First day of consent, YYYY-MM-DD.")] = None,
+    granted_by: Annotated[str | None, typer.Option(help="Who granted it (default: the person).")] = None,
+    keep_photos: Annotated[bool, typer.Option(help="Also keep the photos under $ANIMA_HOME.")] = False,
+    policy: PolicyOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Enrol a person from their photos and record their consent."""
+    try:
+        identity, grant = flows.enroll(
+            _settings(home),
+            name,
+            photo,
+            statement,
+            purpose,
+            expires=_date(expires, "--expires"),
+            valid_from=_date(valid_from, "--valid-from"),
+            granted_by=granted_by,
+            keep_photos=keep_photos,
+            policy=policy,
+        )
+    except AnimaError as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"[green]enrolled[/] {identity.display_name} as [bold]{identity.id}[/] "
+        f"({len(identity.embeddings)} photo(s), backend {identity.backend}); consent [bold]{grant.id}[/] "
+        f"for {', '.join(grant.purposes)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _registry(home: Path | None) -> ConsentRegistry:
+    return ConsentRegistry(Ledger(_settings(home).database_url))
+
+
+def _grant_row(grant: ConsentGrant) -> tuple[str, str, str, str, str]:
+    status = grant_status(grant, grant.purposes[0] if grant.purposes else "", dt.datetime.now(dt.UTC)).code
+    expires = as_utc(grant.expires_at)
+    return (
+        grant.id,
+        ", ".join(grant.purposes),
+        f"{as_utc(grant.valid_from):%Y-%m-%d}",
+        f"{expires:%Y-%m-%d}" if expires else "never",
+        status,
+    )
+
+
+@consent_app.command("grant")
+def consent_grant(
+    identity_id: Annotated[str, typer.Argument(help="Enrolled identity (idn-...).")],
+    statement: Annotated[Path, typer.Option(help="The signed consent statement (its SHA-256 is stored).")],
+    purpose: Annotated[list[str], typer.Option(help="Purpose consented to; repeatable.")],
+    expires: Annotated[str | None, typer.Option(help="Last day of consent, YYYY-MM-DD (exclusive).")] = None,
+    valid_from: Annotated[str | None, typer.Option(help="First day of consent, YYYY-MM-DD.")] = None,
+    granted_by: Annotated[str, typer.Option(help="Who granted it.")] = "",
+    policy: PolicyOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Record a further consent for an enrolled person."""
+    try:
+        grant = flows.grant_consent(
+            _settings(home),
+            identity_id,
+            statement,
+            purpose,
+            expires=_date(expires, "--expires"),
+            valid_from=_date(valid_from, "--valid-from"),
+            granted_by=granted_by or None,
+            policy=policy,
+        )
+    except AnimaError as exc:
+        raise _fail(exc) from None
+    console.print(f"[green]granted[/] {grant.id} for {', '.join(grant.purposes)}", highlight=False)
+
+
+@consent_app.command("list")
+def consent_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """List enrolled identities and their consents."""
+    try:
+        registry = _registry(home)
+        rows = [(identity, registry.grants(identity.id)) for identity in registry.identities()]
+    except AnimaError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": i.id,
+                        "name": i.display_name,
+                        "backend": i.backend,
+                        "grants": [
+                            dict(
+                                zip(
+                                    ("id", "purposes", "valid_from", "expires", "status"),
+                                    _grant_row(g),
+                                    strict=True,
+                                )
+                            )
+                            for g in grants
+                        ],
+                    }
+                    for i, grants in rows
+                ],
+                indent=2,
+            )
+        )
+        return
+    table = Table("identity", "name", "consent", "purposes", "from", "expires", "status")
+    for identity, grants in rows:
+        for index, grant in enumerate(grants or [None]):
+            cells = _grant_row(grant) if grant else ("-", "", "", "", "no consent")
+            head = (identity.id, identity.display_name) if index == 0 else ("", "")
+            table.add_row(*head, *cells)
+    console.print(table)
+
+
+@consent_app.command("show")
+def consent_show(
+    record_id: Annotated[str, typer.Argument(help="An identity (idn-...) or a consent (cns-...).")],
+    home: HomeOption = None,
+) -> None:
+    """Show one identity with its consents, or one consent."""
+    try:
+        registry = _registry(home)
+        grant = registry.consent(record_id) if record_id.startswith("cns-") else None
+        identity = registry.identity(grant.identity_id if grant else record_id)
+        grants = [grant] if grant else registry.grants(identity.id)
+    except AnimaError as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"[bold]{identity.id}[/] {identity.display_name}  backend {identity.backend}  "
+        f"{len(identity.embeddings)} embedding(s)  enrolled {as_utc(identity.created_at):%Y-%m-%d} "
+        f"by {identity.enrolled_by}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for item in grants:
+        cid, purposes, start, end, status = _grant_row(item)
+        console.print(
+            f"  {cid}  {purposes}  {start} .. {end}  [bold]{status}[/]  statement "
+            f"sha256 {item.statement_sha256[:16]}…  granted by {item.granted_by}"
+            + (f"  revoked: {item.revoked_reason}" if item.revoked_reason else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@consent_app.command("revoke")
+def consent_revoke(
+    record_id: Annotated[
+        str, typer.Argument(help="A consent (cns-...) or an identity (idn-..., all its consents).")
+    ],
+    reason: Annotated[str, typer.Option(help="Why consent is withdrawn (recorded).")],
+    home: HomeOption = None,
+) -> None:
+    """Revoke consent; generation for it is refused from now on."""
+    try:
+        revoked = _registry(home).revoke(record_id, reason, flows.current_actor())
+    except AnimaError as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"[yellow]revoked[/] {', '.join(g.id for g in revoked) or 'nothing (no active consent)'}",
+        highlight=False,
+    )
+
+
+@consent_app.command("extend")
+def consent_extend(
+    grant_id: Annotated[str, typer.Argument(help="The consent (cns-...).")],
+    expires: Annotated[str | None, typer.Option(help="New last day, YYYY-MM-DD; omit for no expiry.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Change when a consent expires."""
+    try:
+        grant = _registry(home).extend(
+            grant_id, flows.start_of_day_utc(_date(expires, "--expires")), flows.current_actor()
+        )
+    except AnimaError as exc:
+        raise _fail(exc) from None
+    console.print(f"[green]extended[/] {grant.id} to {_grant_row(grant)[3]}", highlight=False)
+
+
+@consent_app.command("forget")
+def consent_forget(
+    identity_id: Annotated[str, typer.Argument(help="The identity (idn-...) to erase.")],
+    home: HomeOption = None,
+) -> None:
+    """Erase a person's face data and name, revoking their consents (the audit trail keeps the ids)."""
+    try:
+        identity = _registry(home).forget(identity_id, flows.current_actor())
+    except AnimaError as exc:
+        raise _fail(exc) from None
+    console.print(f"[yellow]forgotten[/] {identity.id}", highlight=False)
+
+
+@policy_app.command("check")
+def policy_check(
+    reference: Annotated[Path, typer.Option(help="The picture to be animated.")],
+    purpose: Annotated[str, typer.Option(help="What the video would be for.")],
+    fictional: Annotated[bool, typer.Option(help="Declare the character fictional.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
+    policy: PolicyOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Ask the consent gate without generating (the decision is recorded). Exits 3 when refused."""
+    try:
+        decision = flows.check_reference(
+            _settings(home), reference, purpose, fictional=fictional, policy=policy
+        )
+    except AnimaError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        print(json.dumps(decision.to_dict(), indent=2))
+    else:
+        verdict = "[green]allowed[/]" if decision.allow else "[bold red]refused[/]"
+        console.print(f"{verdict}: {decision.explain()}", highlight=False, soft_wrap=True)
+        for match in decision.matches:
+            console.print(
+                f"  face at {match.box} ({match.size} px): {match.status}"
+                + (f", {match.identity_id} at distance {match.distance}" if match.identity_id else "")
+                + (f", consent {match.grant_id}" if match.grant_id else ""),
+                highlight=False,
+            )
+    if not decision.allow:
+        raise typer.Exit(3)

@@ -29,3 +29,16 @@ class LedgerError(AnimaError):
     """The audit ledger cannot be opened or written."""
 
     exit_code = 5
+
+
+class PolicyDenied(AnimaError):
+    """The consent gate refused the request (or the output drifted from the consented identity).
+
+    ``reasons`` are machine-readable codes; the message says them in words.
+    """
+
+    exit_code = 3
+
+    def __init__(self, message: str, reasons: list[str]) -> None:
+        super().__init__(message)
+        self.reasons = reasons

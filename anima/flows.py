@@ -20,9 +20,14 @@ from PIL import Image
 
 from anima import media
 from anima.config import Settings
-from anima.errors import BadInput, MediaError, ProvenanceError
+from anima.errors import BadInput, MediaError, PolicyDenied, ProvenanceError
 from anima.generate.request import GenerationRequest
-from anima.ledger import Ledger, Stamp
+from anima.ledger import ConsentGrant, Identity, Ledger, Stamp
+from anima.policy import gate
+from anima.policy.faces import FaceBackend, load_backend
+from anima.policy.gate import Decision
+from anima.policy.registry import ConsentRegistry
+from anima.policy.rules import PolicyRules, load_rules
 from anima.provenance import manifest as c2pa_manifest
 from anima.provenance import watermark
 from anima.provenance.keys import identity_from_settings
@@ -338,18 +343,156 @@ def _pose_ingredient(spec: str) -> Path | None:
     return path if not spec.startswith("motion:") and path.is_file() else None
 
 
+def _policy_parts(
+    settings: Settings, policy: Path | None
+) -> tuple[PolicyRules, FaceBackend, ConsentRegistry]:
+    rules = load_rules(policy, settings.home)
+    backend = load_backend(
+        rules.backend, model_dir=rules.backend_model_dir, match_threshold=rules.match_threshold
+    )
+    return rules, backend, ConsentRegistry(Ledger(settings.database_url))
+
+
+def start_of_day_utc(day: dt.date | None) -> dt.datetime | None:
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) if day else None
+
+
+def enroll(
+    settings: Settings,
+    name: str,
+    photos: list[Path],
+    statement: Path,
+    purposes: list[str],
+    *,
+    expires: dt.date | None = None,
+    valid_from: dt.date | None = None,
+    granted_by: str | None = None,
+    keep_photos: bool = False,
+    policy: Path | None = None,
+    actor: str | None = None,
+) -> tuple[Identity, ConsentGrant]:
+    """Enrol a person from photos that each show exactly their face, with a first consent grant."""
+    rules, backend, registry = _policy_parts(settings, policy)
+    for purpose in purposes:
+        rules.check_purpose(purpose)
+    if not photos:
+        raise BadInput("give at least one --photo")
+    if not Path(statement).is_file():
+        raise BadInput(f"{statement}: no such file (the signed consent statement)")
+    threshold = rules.match_threshold if rules.match_threshold is not None else backend.match_threshold
+    embeddings = []
+    for photo in photos:
+        faces = backend.analyze(media.read_image(photo))
+        if len(faces) != 1:
+            raise BadInput(f"{photo}: found {len(faces)} faces; an enrolment photo must show exactly one")
+        face = faces[0]
+        if face.size < rules.min_face_size or face.sharpness < rules.min_sharpness:
+            raise BadInput(
+                f"{photo}: the face is too small or too blurred to enrol "
+                f"({face.size} px, sharpness {face.sharpness:.0f})"
+            )
+        embeddings.append(face.embedding)
+    for i, first in enumerate(embeddings):
+        for j in range(i + 1, len(embeddings)):
+            if backend.distance(first, embeddings[j]) >= threshold:
+                raise BadInput(f"{photos[i]} and {photos[j]} do not show the same person")
+    for existing in registry.identities(backend=backend.name):
+        for stored in existing.embeddings:
+            if any(backend.distance(e, np.asarray(stored, np.float32)) < threshold for e in embeddings):
+                raise BadInput(
+                    f"this person is already enrolled as {existing.id}; "
+                    "add consent with `anima consent grant`"
+                )
+    actor = actor or current_actor()
+    identity = registry.enroll(name, embeddings, backend.name, [media.sha256_file(p) for p in photos], actor)
+    grant = registry.grant(
+        identity.id,
+        purposes,
+        media.sha256_file(statement),
+        granted_by or name,
+        actor,
+        valid_from=start_of_day_utc(valid_from),
+        expires_at=start_of_day_utc(expires),
+    )
+    if keep_photos:
+        folder = settings.home / "consent" / "photos" / identity.id
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, photo in enumerate(photos):
+            shutil.copyfile(photo, folder / f"{index}{Path(photo).suffix.lower()}")
+    return identity, grant
+
+
+def grant_consent(
+    settings: Settings,
+    identity_id: str,
+    statement: Path,
+    purposes: list[str],
+    *,
+    expires: dt.date | None = None,
+    valid_from: dt.date | None = None,
+    granted_by: str | None = None,
+    policy: Path | None = None,
+    actor: str | None = None,
+) -> ConsentGrant:
+    """Record a further consent for an enrolled person."""
+    rules = load_rules(policy, settings.home)
+    for purpose in purposes:
+        rules.check_purpose(purpose)
+    if not Path(statement).is_file():
+        raise BadInput(f"{statement}: no such file (the signed consent statement)")
+    registry = ConsentRegistry(Ledger(settings.database_url))
+    identity = registry.identity(identity_id)
+    return registry.grant(
+        identity_id,
+        purposes,
+        media.sha256_file(statement),
+        granted_by or identity.display_name,
+        actor or current_actor(),
+        valid_from=start_of_day_utc(valid_from),
+        expires_at=start_of_day_utc(expires),
+    )
+
+
+def check_reference(
+    settings: Settings,
+    reference: Path,
+    purpose: str,
+    *,
+    fictional: bool = False,
+    policy: Path | None = None,
+    actor: str | None = None,
+) -> Decision:
+    """Ask the consent gate about a reference picture (the decision is recorded either way)."""
+    rules, backend, registry = _policy_parts(settings, policy)
+    return gate.check(
+        media.read_image(reference),
+        purpose,
+        actor or current_actor(),
+        registry=registry,
+        backend=backend,
+        rules=rules,
+        fictional=fictional,
+    )
+
+
 def generate(
     settings: Settings,
     request: GenerationRequest,
     output: Path,
     *,
+    purpose: str,
+    fictional: bool = False,
+    policy: Path | None = None,
     device: str | None = None,
     crf: int = 18,
     actor: str | None = None,
     progress: Progress | None = None,
 ) -> StampResult:
-    """Animate ``request.reference`` with ``request.pose`` and publish the result stamped (watermark,
-    signed manifest, ledger row). No unstamped generated video is ever written to disk."""
+    """Gate -> generate -> identity-drift check -> watermark -> encode -> sign -> ledger -> rename.
+
+    The consent gate cannot be skipped: a refusal raises :class:`PolicyDenied` before anything is
+    generated, and a video whose faces drift from the consented identity is never written.
+    """
     from anima.generate import runner  # torch and diffusers load only for generation
 
     output = Path(output)
@@ -357,13 +500,38 @@ def generate(
         raise BadInput(f"{output}: output must be an .mp4 file")
     ingredients = _ingredients(reference=request.reference, pose=_pose_ingredient(request.pose))
     identity_from_settings(settings)  # fail on missing keys before minutes of generation
+    actor = actor or current_actor()
+    rules, backend, registry = _policy_parts(settings, policy)
+    decision = gate.check(
+        media.read_image(request.reference),
+        purpose,
+        actor,
+        registry=registry,
+        backend=backend,
+        rules=rules,
+        fictional=fictional,
+    )
+    gate.require(decision)
     video = runner.animate(request, device=device)
+    drift = gate.check_output(video.frames, decision, actor, registry=registry, backend=backend, rules=rules)
+    if not drift.ok:
+        raise PolicyDenied(
+            f"identity drift: {len(drift.drifted)} face(s) in the output match no consented "
+            "identity; nothing was written",
+            ["identity-drift"],
+        )
     extra = {
         "model": video.model_name,
         "pose": request.pose,
         "seed": request.seed,
         "steps": request.steps,
         "guidance": request.guidance,
+        "consent": {
+            "purpose": purpose,
+            "fictional": fictional,
+            "decision_event": decision.event_id,
+            "grants": decision.grant_ids,
+        },
     }
     return _publish(
         settings,

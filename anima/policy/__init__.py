@@ -1,0 +1,1 @@
+"""policy: the consent registry, face analysis backends, and the gate in front of generation."""

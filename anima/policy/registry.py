@@ -1,0 +1,204 @@
+"""The consent registry: enrolled identities and their consent grants, kept in the ledger.
+
+Every change (enrol, grant, revoke, extend, forget) is one audit event carrying the changed row's
+digest, written in the same transaction as the row. Rows are never deleted: a revoked grant keeps
+its history, and forgetting a person erases their face embeddings and name but keeps the fact
+that consent existed and was withdrawn.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+
+from anima.errors import BadInput
+from anima.ledger import ConsentGrant, Identity, Ledger, as_utc
+
+FORGOTTEN_NAME = "(forgotten)"
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class GrantStatus:
+    """Whether a grant covers a purpose now, and if not, why (a machine-readable code)."""
+
+    grant: ConsentGrant
+    code: str  # "active", "revoked", "expired", "not-yet-valid", "wrong-purpose"
+
+    @property
+    def active(self) -> bool:
+        return self.code == "active"
+
+
+def grant_status(grant: ConsentGrant, purpose: str, now: dt.datetime) -> GrantStatus:
+    if grant.revoked_at is not None:
+        return GrantStatus(grant, "revoked")
+    expires = as_utc(grant.expires_at)
+    if expires is not None and now >= expires:
+        return GrantStatus(grant, "expired")
+    if now < as_utc(grant.valid_from):
+        return GrantStatus(grant, "not-yet-valid")
+    if purpose not in grant.purposes:
+        return GrantStatus(grant, "wrong-purpose")
+    return GrantStatus(grant, "active")
+
+
+class ConsentRegistry:
+    """Identities and grants in ``ledger``; every method that changes something records who did."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def enroll(
+        self,
+        display_name: str,
+        embeddings: list[np.ndarray],
+        backend: str,
+        photo_sha256: list[str],
+        actor: str,
+    ) -> Identity:
+        if not display_name.strip():
+            raise BadInput("the enrolled person's name must not be empty")
+        identity = Identity(
+            id=_new_id("idn"),
+            display_name=display_name.strip(),
+            backend=backend,
+            embeddings=[[float(v) for v in e] for e in embeddings],
+            photo_sha256=photo_sha256,
+            created_at=dt.datetime.now(dt.UTC),
+            enrolled_by=actor,
+            forgotten_at=None,
+        )
+        self.ledger.record(
+            "identity.enrolled",
+            actor,
+            identity.id,
+            {"backend": backend, "photos": len(photo_sha256)},
+            row=identity,
+        )
+        return identity
+
+    def grant(
+        self,
+        identity_id: str,
+        purposes: list[str],
+        statement_sha256: str,
+        granted_by: str,
+        actor: str,
+        valid_from: dt.datetime | None = None,
+        expires_at: dt.datetime | None = None,
+    ) -> ConsentGrant:
+        identity = self.identity(identity_id)
+        if identity.forgotten_at is not None:
+            raise BadInput(f"{identity_id} was forgotten; enrol the person again")
+        if not purposes:
+            raise BadInput("give at least one --purpose")
+        now = dt.datetime.now(dt.UTC)
+        valid_from = valid_from or now
+        if expires_at is not None and expires_at <= valid_from:
+            raise BadInput(
+                f"consent would expire ({expires_at:%Y-%m-%d}) before it starts ({valid_from:%Y-%m-%d})"
+            )
+        grant = ConsentGrant(
+            id=_new_id("cns"),
+            identity_id=identity_id,
+            purposes=sorted(set(purposes)),
+            valid_from=valid_from,
+            expires_at=expires_at,
+            statement_sha256=statement_sha256,
+            granted_by=granted_by,
+            created_at=now,
+            revoked_at=None,
+            revoked_reason=None,
+        )
+        self.ledger.record(
+            "consent.granted",
+            actor,
+            grant.id,
+            {"identity": identity_id, "purposes": grant.purposes},
+            row=grant,
+        )
+        return grant
+
+    def revoke(self, grant_or_identity_id: str, reason: str, actor: str) -> list[ConsentGrant]:
+        """Revoke one grant, or every grant of an identity; returns what was revoked."""
+        if not reason.strip():
+            raise BadInput("--reason must say why consent is revoked")
+        if grant_or_identity_id.startswith("idn-"):
+            targets = [g for g in self.grants(self.identity(grant_or_identity_id).id) if g.revoked_at is None]
+        else:
+            targets = [self.consent(grant_or_identity_id)]
+            if targets[0].revoked_at is not None:
+                raise BadInput(f"{grant_or_identity_id} is already revoked")
+        now = dt.datetime.now(dt.UTC)
+        for grant in targets:
+            grant.revoked_at, grant.revoked_reason = now, reason.strip()
+            self.ledger.record("consent.revoked", actor, grant.id, {"reason": reason.strip()}, row=grant)
+        return targets
+
+    def extend(self, grant_id: str, expires_at: dt.datetime | None, actor: str) -> ConsentGrant:
+        """Move a grant's expiry (``None``: no expiry). Revoked grants cannot be revived."""
+        grant = self.consent(grant_id)
+        if grant.revoked_at is not None:
+            raise BadInput(f"{grant_id} is revoked; record a new grant instead")
+        if expires_at is not None and expires_at <= dt.datetime.now(dt.UTC):
+            raise BadInput("the new expiry is in the past")
+        previous = as_utc(grant.expires_at)
+        grant.expires_at = expires_at
+        self.ledger.record(
+            "consent.extended",
+            actor,
+            grant.id,
+            {
+                "from": previous.isoformat() if previous else None,
+                "to": expires_at.isoformat() if expires_at else None,
+            },
+            row=grant,
+        )
+        return grant
+
+    def forget(self, identity_id: str, actor: str) -> Identity:
+        """Erase a person's face embeddings and name and revoke their grants (right to erasure)."""
+        identity = self.identity(identity_id)
+        for grant in self.grants(identity_id):
+            if grant.revoked_at is None:
+                self.revoke(grant.id, "identity forgotten", actor)
+        identity.embeddings, identity.display_name = [], FORGOTTEN_NAME
+        identity.forgotten_at = dt.datetime.now(dt.UTC)
+        self.ledger.record("identity.forgotten", actor, identity.id, {}, row=identity)
+        return identity
+
+    def identity(self, identity_id: str) -> Identity:
+        with self.ledger.session() as session:
+            identity = session.get(Identity, identity_id)
+        if identity is None:
+            raise BadInput(f"no enrolled identity {identity_id}")
+        return identity
+
+    def consent(self, grant_id: str) -> ConsentGrant:
+        with self.ledger.session() as session:
+            grant = session.get(ConsentGrant, grant_id)
+        if grant is None:
+            raise BadInput(f"no consent grant {grant_id}")
+        return grant
+
+    def identities(self, backend: str | None = None, include_forgotten: bool = False) -> list[Identity]:
+        with self.ledger.session() as session:
+            query = select(Identity).order_by(Identity.created_at)
+            if backend:
+                query = query.where(Identity.backend == backend)
+            if not include_forgotten:
+                query = query.where(Identity.forgotten_at.is_(None))
+            return list(session.scalars(query))
+
+    def grants(self, identity_id: str) -> list[ConsentGrant]:
+        with self.ledger.session() as session:
+            query = select(ConsentGrant).where(ConsentGrant.identity_id == identity_id)
+            return list(session.scalars(query.order_by(ConsentGrant.created_at)))

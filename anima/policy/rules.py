@@ -1,0 +1,69 @@
+"""The gate's rules, from a TOML policy file with safe defaults.
+
+``$ANIMA_HOME/policy.toml`` (or ``--policy FILE``) may set any of::
+
+    purposes = ["fashion", "entertainment", "education", "advertising", "research"]
+    backend = "dlib"                # or "insightface:buffalo_l"
+    backend_model_dir = "/models/insightface"   # for insightface packs
+    match_threshold = 0.6           # distance under which two faces are one person (backend default if unset)
+    ambiguity_margin = 0.08         # two identities closer than this to each other's distance: ambiguous
+    min_face_size = 64              # pixels across the face box; smaller faces cannot be verified
+    min_sharpness = 20.0            # variance of the Laplacian on the aligned face; blurrier: unverifiable
+    drift_sample_frames = 8         # output frames checked for identity drift
+
+Unknown keys are refused, so a typo never silently weakens the policy.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from anima.errors import BadInput
+
+DEFAULT_PURPOSES = ("fashion", "entertainment", "education", "advertising", "research")
+
+
+@dataclass(frozen=True)
+class PolicyRules:
+    purposes: tuple[str, ...] = DEFAULT_PURPOSES
+    backend: str = "dlib"
+    backend_model_dir: Path | None = None
+    match_threshold: float | None = None
+    ambiguity_margin: float = 0.08
+    min_face_size: int = 64
+    min_sharpness: float = 20.0
+    drift_sample_frames: int = 8
+
+    def check_purpose(self, purpose: str) -> None:
+        if purpose not in self.purposes:
+            raise BadInput(f"unknown purpose {purpose!r} (this policy knows: {', '.join(self.purposes)})")
+
+
+def load_rules(path: Path | None = None, home: Path | None = None) -> PolicyRules:
+    """Rules from ``path``, else ``home/policy.toml`` when it exists, else the defaults."""
+    if path is None and home is not None and (home / "policy.toml").exists():
+        path = home / "policy.toml"
+    if path is None:
+        return PolicyRules()
+    try:
+        values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such policy file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: not valid TOML ({exc})") from None
+    known = {f.name for f in fields(PolicyRules)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise BadInput(f"{path}: unknown policy setting(s) {', '.join(unknown)}")
+    if "purposes" in values:
+        values["purposes"] = tuple(str(p) for p in values["purposes"])
+    if values.get("backend_model_dir"):
+        values["backend_model_dir"] = Path(values["backend_model_dir"]).expanduser()
+    rules = PolicyRules(**values)
+    if rules.min_face_size < 32 or rules.drift_sample_frames < 1 or rules.ambiguity_margin < 0:
+        raise BadInput(
+            f"{path}: min_face_size must be >= 32, drift_sample_frames >= 1, ambiguity_margin >= 0"
+        )
+    return rules
