@@ -13,7 +13,7 @@ from anima.generate.models import PoseGuider, ReferenceReadProcessor, ReferenceW
 from anima.generate.pipeline import AnimationPipeline, context_windows
 
 SIZE = 64
-SAMPLE_REFERENCE = str(Path(__file__).parents[1] / "samples" / "astronaut.jpg")
+NOT_AN_IMAGE = str(Path(__file__).parents[1] / "README.md")
 
 
 def _image(seed: int) -> np.ndarray:
@@ -140,13 +140,26 @@ def test_bad_arguments_name_themselves(pipe: AnimationPipeline, kwargs: dict, me
 
 
 @pytest.fixture(scope="module")
+def faceless_reference(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A picture with no face (a cup of coffee): animating it needs a --fictional declaration."""
+    from PIL import Image
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("refs") / "coffee.png"
+    Image.fromarray(data.coffee()).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny"
     tiny_pipeline(seed=0).save_pretrained(path)
     return path
 
 
-def test_generate_cli_writes_only_stamped_video(settings, tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_generate_cli_writes_only_stamped_video(
+    settings, tiny_model_dir: Path, faceless_reference: str, tmp_path: Path
+) -> None:
     from typer.testing import CliRunner
 
     from anima import flows
@@ -158,7 +171,10 @@ def test_generate_cli_writes_only_stamped_video(settings, tiny_model_dir: Path, 
         "--model",
         str(tiny_model_dir),
         "--reference",
-        SAMPLE_REFERENCE,
+        faceless_reference,
+        "--fictional",
+        "--purpose",
+        "education",
         "--pose",
         "motion:wave",
         "--frames",
@@ -185,26 +201,32 @@ def test_generate_cli_writes_only_stamped_video(settings, tiny_model_dir: Path, 
     [
         ({"--model": "no-such-model"}, "not an Anima model folder"),
         ({"--pose": "motion:moonwalk"}, "motion"),
-        ({"--reference": "README.md"}, "not a readable image"),
+        ({"--reference": NOT_AN_IMAGE}, "not a readable image"),
+        ({"--purpose": "propaganda"}, "unknown purpose"),
         ({"--width": "100"}, "multiples of 8"),
         ({"-o": "out.avi"}, "must be an .mp4"),
     ],
 )
-def test_generate_cli_bad_input(settings, tiny_model_dir: Path, tmp_path: Path, change, message) -> None:
+def test_generate_cli_bad_input(
+    settings, tiny_model_dir: Path, faceless_reference: str, tmp_path: Path, change, message
+) -> None:
     from typer.testing import CliRunner
 
     from anima.cli import app
 
     options = {
         "--model": str(tiny_model_dir),
-        "--reference": SAMPLE_REFERENCE,
+        "--reference": faceless_reference,
+        "--fictional": None,
+        "--purpose": "education",
         "--pose": "motion:wave",
         "--frames": "4",
         "--steps": "1",
         "-o": str(tmp_path / "out.mp4"),
     }
     options |= {k: (str(tmp_path / v) if k == "-o" else v) for k, v in change.items()}
-    result = CliRunner().invoke(app, ["generate", *[x for kv in options.items() for x in kv]])
+    args = [item for key, value in options.items() for item in (key, value) if item is not None]
+    result = CliRunner().invoke(app, ["generate", *args])
     assert result.exit_code == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not any(p.suffix in (".mp4", ".avi") for p in tmp_path.iterdir())

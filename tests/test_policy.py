@@ -9,7 +9,6 @@ import cv2
 import insightface
 import numpy as np
 import pytest
-from anima.policy.faces import DetectedFace, load_backend
 from PIL import Image
 from skimage import data
 from sqlalchemy import text
@@ -19,6 +18,7 @@ from anima.config import Settings
 from anima.errors import BadInput
 from anima.ledger import Ledger
 from anima.policy import gate
+from anima.policy.faces import DetectedFace, load_backend
 from anima.policy.registry import ConsentRegistry
 from anima.policy.rules import PolicyRules, load_rules
 
@@ -279,3 +279,40 @@ def test_policy_file_rules(tmp_path: Path) -> None:
     path.write_text("min_face_sise = 10\n")
     with pytest.raises(BadInput, match="unknown policy setting"):
         load_rules(path)
+
+
+def test_generate_goes_through_the_gate(settings, enrolled, photos, tmp_path: Path) -> None:
+    """Allowed: the video is stamped and its manifest names the consent. Refused: exit 3, no file."""
+    from typer.testing import CliRunner
+
+    from anima.cli import app
+    from anima.generate.configs import tiny_pipeline
+
+    model = tmp_path / "model"
+    tiny_pipeline(seed=0).save_pretrained(model)
+    _, grant = enrolled
+    base = [
+        "generate",
+        "--model",
+        str(model),
+        "--reference",
+        str(photos["astronaut"]),
+        "--pose",
+        "motion:idle",
+        "--frames",
+        "6",
+        "--steps",
+        "1",
+        "--width",
+        "128",
+    ]
+    allowed = CliRunner().invoke(app, [*base, "--purpose", "fashion", "-o", str(tmp_path / "ok.mp4")])
+    assert allowed.exit_code == 0, allowed.stderr
+    report = flows.verify(settings, tmp_path / "ok.mp4")
+    consent = report.manifest.anima["consent"]
+    assert consent["grants"] == [grant.id] and consent["purpose"] == "fashion" and not consent["fictional"]
+    refused = CliRunner().invoke(app, [*base, "--purpose", "advertising", "-o", str(tmp_path / "no.mp4")])
+    assert refused.exit_code == 3 and "does not cover this purpose" in refused.stderr
+    assert not (tmp_path / "no.mp4").exists()
+    kinds = [e.kind for e in Ledger(settings.database_url).events(limit=4)]
+    assert kinds[0] == "policy.decision" and "policy.output-check" in kinds
