@@ -379,7 +379,7 @@ def enroll(
         raise BadInput("give at least one --photo")
     if not Path(statement).is_file():
         raise BadInput(f"{statement}: no such file (the signed consent statement)")
-    threshold = rules.match_threshold if rules.match_threshold is not None else backend.match_threshold
+    threshold = rules.threshold_for(backend)
     embeddings = []
     for photo in photos:
         faces = backend.analyze(media.read_image(photo))

@@ -153,7 +153,7 @@ def check(
     """Decide whether ``reference`` (an RGB picture) may be animated for ``purpose``; record it."""
     rules.check_purpose(purpose)
     now = dt.datetime.now(dt.UTC)
-    threshold = rules.match_threshold if rules.match_threshold is not None else backend.match_threshold
+    threshold = rules.threshold_for(backend)
     faces = backend.analyze(reference)
     decision = Decision(
         allow=False,
@@ -220,7 +220,7 @@ def check_output(
     rules: PolicyRules,
 ) -> DriftReport:
     """Sample generated frames: every face found must match an identity the decision verified."""
-    threshold = rules.match_threshold if rules.match_threshold is not None else backend.match_threshold
+    threshold = rules.threshold_for(backend)
     consented = [registry.identity(i) for i in decision.identity_ids]
     picks = np.unique(
         np.linspace(0, len(frames) - 1, min(rules.drift_sample_frames, len(frames))).astype(int)
