@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import UNet2DConditionModel
 from safetensors import safe_open
-from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from anima.generate.configs import TINY_UNET_CONFIG
+from anima.generate.configs import TINY_UNET_CONFIG, tiny_image_encoder, tiny_vae
 from anima.generate.models import PoseGuider
 from anima.generate.moore import ImportFailed, import_moore
 from anima.generate.pipeline import AnimationPipeline
@@ -99,24 +98,8 @@ def moore_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     torch.save(reference, root / "reference_unet.pth")
     torch.save(pose, root / "pose_guider.pth")
     torch.save(motion, root / "motion_module.pth")
-    AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 16, 16),
-        norm_num_groups=4,
-        layers_per_block=1,
-    ).save_pretrained(root / "sd-vae-ft-mse")
-    CLIPVisionModelWithProjection(
-        CLIPVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            image_size=32,
-            patch_size=8,
-            projection_dim=32,
-        )
-    ).save_pretrained(root / "image_encoder")
+    tiny_vae().save_pretrained(root / "sd-vae-ft-mse")
+    tiny_image_encoder(32).save_pretrained(root / "image_encoder")
     return root, {
         "denoising": denoising,
         "reference": reference,

@@ -82,13 +82,9 @@ TINY_UNET_CONFIG: dict[str, Any] = {
 }
 
 
-def tiny_pipeline(seed: int = 0, unet_config: dict[str, Any] | None = None) -> AnimationPipeline:
-    """A randomly initialised pipeline of the real architecture at toy size (fast on a CPU)."""
-    torch.manual_seed(seed)
-    unet_config = dict(unet_config or TINY_UNET_CONFIG)
-    width = unet_config["block_out_channels"][0]
-    clip_dim = unet_config["cross_attention_dim"]
-    vae = AutoencoderKL(
+def tiny_vae() -> AutoencoderKL:
+    """SD's VAE shape (four levels: 1/8 resolution, 4 latent channels) at toy width."""
+    return AutoencoderKL(
         in_channels=3,
         out_channels=3,
         latent_channels=4,
@@ -98,7 +94,11 @@ def tiny_pipeline(seed: int = 0, unet_config: dict[str, Any] | None = None) -> A
         block_out_channels=(8, 8, 16, 16),
         layers_per_block=1,
     )
-    image_encoder = CLIPVisionModelWithProjection(
+
+
+def tiny_image_encoder(projection_dim: int) -> CLIPVisionModelWithProjection:
+    """A CLIP vision tower (32 px input) projecting to the UNet's cross-attention width."""
+    return CLIPVisionModelWithProjection(
         CLIPVisionConfig(
             hidden_size=32,
             intermediate_size=64,
@@ -106,9 +106,19 @@ def tiny_pipeline(seed: int = 0, unet_config: dict[str, Any] | None = None) -> A
             num_attention_heads=4,
             image_size=32,
             patch_size=8,
-            projection_dim=clip_dim,
+            projection_dim=projection_dim,
         )
     )
+
+
+def tiny_pipeline(seed: int = 0, unet_config: dict[str, Any] | None = None) -> AnimationPipeline:
+    """A randomly initialised pipeline of the real architecture at toy size (fast on a CPU)."""
+    torch.manual_seed(seed)
+    unet_config = dict(unet_config or TINY_UNET_CONFIG)
+    width = unet_config["block_out_channels"][0]
+    clip_dim = unet_config["cross_attention_dim"]
+    vae = tiny_vae()
+    image_encoder = tiny_image_encoder(clip_dim)
     feature_extractor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     reference_unet = UNet2DConditionModel(**unet_config)
     denoising_unet = UNetMotionModel(**motion_unet_config(unet_config, motion_heads=2))

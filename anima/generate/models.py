@@ -98,11 +98,15 @@ def _attend(attn: Attention, queries_from: torch.Tensor, keys_from: torch.Tensor
     return out / attn.rescale_output_factor
 
 
-class ReferenceWriteProcessor:
-    """Self-attention that also stores its input tokens in the bank under its layer name."""
+class _ReferenceProcessor:
+    """An attention processor bound to one layer's slot in a :class:`ReferenceBank`."""
 
     def __init__(self, bank: ReferenceBank, name: str) -> None:
         self.bank, self.name = bank, name
+
+
+class ReferenceWriteProcessor(_ReferenceProcessor):
+    """Self-attention that also stores its input tokens in the bank under its layer name."""
 
     def __call__(
         self,
@@ -117,11 +121,8 @@ class ReferenceWriteProcessor:
         return _attend(attn, hidden_states, hidden_states)
 
 
-class ReferenceReadProcessor:
+class ReferenceReadProcessor(_ReferenceProcessor):
     """Self-attention whose keys and values also cover the stored reference tokens."""
-
-    def __init__(self, bank: ReferenceBank, name: str) -> None:
-        self.bank, self.name = bank, name
 
     def __call__(
         self,
