@@ -11,7 +11,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -237,7 +237,6 @@ class VerifyReport:
     watermark: watermark.WatermarkReading | None
     ledger: dict[str, Any] | None = None
     durable_manifest: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
