@@ -132,7 +132,6 @@ def iter_frames(path: Path) -> Iterator[np.ndarray]:
     path = Path(path)
     with _open_video(path) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
         count = 0
         try:
             for frame in container.decode(stream):
