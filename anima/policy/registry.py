@@ -167,27 +167,24 @@ class ConsentRegistry:
     def forget(self, identity_id: str, actor: str) -> Identity:
         """Erase a person's face embeddings and name and revoke their grants (right to erasure)."""
         identity = self.identity(identity_id)
-        for grant in self.grants(identity_id):
-            if grant.revoked_at is None:
-                self.revoke(grant.id, "identity forgotten", actor)
+        self.revoke(identity_id, "identity forgotten", actor)
         identity.embeddings, identity.display_name = [], FORGOTTEN_NAME
         identity.forgotten_at = dt.datetime.now(dt.UTC)
         self.ledger.record("identity.forgotten", actor, identity.id, {}, row=identity)
         return identity
 
-    def identity(self, identity_id: str) -> Identity:
+    def _fetch(self, table: type[Identity] | type[ConsentGrant], row_id: str, what: str):
         with self.ledger.session() as session:
-            identity = session.get(Identity, identity_id)
-        if identity is None:
-            raise BadInput(f"no enrolled identity {identity_id}")
-        return identity
+            row = session.get(table, row_id)
+        if row is None:
+            raise BadInput(f"no {what} {row_id}")
+        return row
+
+    def identity(self, identity_id: str) -> Identity:
+        return self._fetch(Identity, identity_id, "enrolled identity")
 
     def consent(self, grant_id: str) -> ConsentGrant:
-        with self.ledger.session() as session:
-            grant = session.get(ConsentGrant, grant_id)
-        if grant is None:
-            raise BadInput(f"no consent grant {grant_id}")
-        return grant
+        return self._fetch(ConsentGrant, grant_id, "consent grant")
 
     def identities(self, backend: str | None = None, include_forgotten: bool = False) -> list[Identity]:
         with self.ledger.session() as session:
