@@ -33,12 +33,18 @@ consent_app = typer.Typer(help="The consent registry: who may be animated, for w
 policy_app = typer.Typer(help="The consent gate.", no_args_is_help=True)
 models_app = typer.Typer(help="Animation models: import published weights.", no_args_is_help=True)
 pose_app = typer.Typer(help="Pose sequences: extract from videos, render as skeletons.", no_args_is_help=True)
+puppets_app = typer.Typer(help="Procedural puppet clips with exact poses.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(consent_app, name="consent")
 app.add_typer(policy_app, name="policy")
 app.add_typer(models_app, name="models")
 app.add_typer(pose_app, name="pose")
+detector_app = typer.Typer(
+    help="The detector of this generator's output: its data, training and evaluation.", no_args_is_help=True
+)
+app.add_typer(detector_app, name="detector")
+app.add_typer(puppets_app, name="puppets")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
@@ -56,6 +62,18 @@ PolicyOption = Annotated[
 
 def _settings(home: Path | None) -> Settings:
     return load_settings(home)
+
+
+def _progress() -> Progress:
+    """A progress bar on stderr that clears itself when done."""
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=errors,
+        transient=True,
+    )
 
 
 def _fail(exc: AnimaError) -> typer.Exit:
@@ -90,14 +108,7 @@ def stamp(
     """Watermark every frame, sign a C2PA manifest and record the output in the ledger."""
     try:
         settings = _settings(home)
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=errors,
-            transient=True,
-        ) as bar:
+        with _progress() as bar:
             task = bar.add_task("watermarking", total=None)
             result = flows.stamp(
                 settings,
@@ -167,10 +178,24 @@ def _print_report(report: flows.VerifyReport) -> None:
         table.add_row(
             "durable", "manifest stripped from the file; the original is in the ledger (--json shows it)"
         )
+    detector = report.classifier
+    if detector is None:
+        table.add_row("detector", "not installed")
+    else:
+        scores = detector["frame_scores"]
+        table.add_row(
+            "detector",
+            f"clip score {detector['clip_score']:.2f} (threshold {detector['threshold']:.2f}, "
+            f"probability {detector['probability']:.2f}); {len(scores)} frames, "
+            f"scores {min(scores):.2f} to {max(scores):.2f}",
+        )
     console.print(table)
-    colour = {"anima-generated": "cyan", "tampered": "red", "ai-declared": "yellow"}.get(
-        report.verdict, "white"
-    )
+    colour = {
+        "anima-generated": "cyan",
+        "tampered": "red",
+        "ai-declared": "yellow",
+        "likely-synthetic": "magenta",
+    }.get(report.verdict, "white")
     console.print(f"verdict: [bold {colour}]{report.verdict}[/]", highlight=False)
     for reason in report.reasons:
         console.print(f"  - {reason}", highlight=False)
@@ -295,7 +320,6 @@ def audit_verify(home: HomeOption = None) -> None:
 
 @app.command()
 def generate(
-    model: Annotated[Path, typer.Option(help="Model folder (a saved AnimationPipeline).")],
     reference: Annotated[Path, typer.Option(help="Picture of the character to animate (.png/.jpg).")],
     pose: Annotated[str, typer.Option(help="pose.json, skeleton.mp4, driving.mp4 or motion:NAME.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where the stamped .mp4 goes.")],
@@ -304,9 +328,23 @@ def generate(
         bool, typer.Option(help="Declare the character fictional (only pictures with no face pass).")
     ] = False,
     policy: PolicyOption = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Model folder (a saved AnimationPipeline; default: the shipped anima-puppets)."),
+    ] = None,
+    reference_pose: Annotated[
+        Path | None,
+        typer.Option(help="The reference's one-frame pose .json (default: extracted from the picture)."),
+    ] = None,
     frames: Annotated[int, typer.Option(help="Length of a built-in motion, in frames.")] = 48,
-    steps: Annotated[int, typer.Option(help="DDIM steps.")] = 25,
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 3.5,
+    steps: Annotated[int | None, typer.Option(help="DDIM steps (default: the model's).")] = None,
+    guidance: Annotated[
+        float | None, typer.Option(help="Classifier-free guidance scale (default: the model's).")
+    ] = None,
+    strength: Annotated[
+        float | None,
+        typer.Option(help="1 starts from noise, less from the noised limb warp (default: the model's)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same video).")] = 0,
     width: Annotated[int | None, typer.Option(help="Output width (default: the model's).")] = None,
     height: Annotated[
@@ -330,11 +368,13 @@ def generate(
         frames=frames,
         steps=steps,
         guidance=guidance,
+        strength=strength,
         seed=seed,
         width=width,
         height=height,
         fps=fps,
         align=align,
+        reference_pose=reference_pose,
     )
     try:
         result = flows.generate(
@@ -380,6 +420,119 @@ def models_import_moore(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@app.command()
+def train(
+    config: Annotated[
+        Path, typer.Option("--config", help="Training config (.toml), e.g. configs/anima-puppets.toml.")
+    ],
+) -> None:
+    """Train the default model on puppets (resumes from the last checkpoint in the config's work_dir)."""
+    from anima.generate.training import TrainConfig
+    from anima.generate.training import train as run_training
+
+    try:
+        settings = TrainConfig.from_toml(config)
+        console.print(f"training; checkpoints, samples and train.log in {settings.work_dir}", highlight=False)
+        output = run_training(settings)
+    except AnimaError as exc:
+        raise _fail(exc) from None
+    console.print(f"[green]trained[/] {output}", highlight=False)
+
+
+@detector_app.command("dataset")
+def detector_dataset(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Dataset folder (a re-run resumes).")],
+    model: Annotated[
+        Path | None, typer.Option(help="Generator (default: the shipped anima-puppets).")
+    ] = None,
+    train_puppets: Annotated[
+        int, typer.Option(help="Puppet characters in train (a real + an ours clip each).")
+    ] = 150,
+    val_puppets: Annotated[int, typer.Option(help="Puppet characters in val.")] = 50,
+    test_puppets: Annotated[int, typer.Option(help="Puppet characters in test.")] = 60,
+    photos: Annotated[int, typer.Option(help="Real camera moves over photographs, per split.")] = 60,
+    frames: Annotated[int, typer.Option(help="Frames per clip.")] = 12,
+) -> None:
+    """Build real and generated clips, split by character and motion."""
+    from anima.detect.dataset import DatasetPlan, build_dataset
+
+    plan = DatasetPlan(
+        puppets={"train": train_puppets, "val": val_puppets, "test": test_puppets},
+        photos={"train": photos, "val": photos, "test": photos},
+        frames=frames,
+    )
+    total = train_puppets + val_puppets + test_puppets + 3 * photos
+    try:
+        with _progress() as bar:
+            task = bar.add_task("clips", total=total)
+            entries = build_dataset(output, plan, model, progress=lambda _: bar.advance(task))
+    except AnimaError as exc:
+        raise _fail(exc) from None
+    console.print(f"[green]dataset[/] {output}: {len(entries)} clips", highlight=False)
+
+
+def _metrics_table(results: dict[str, dict[str, float]]) -> Table:
+    table = Table("attack", "AUC", "AP", "TPR @1% FPR", "TPR @threshold", "FPR @threshold")
+    for attack, values in results.items():
+        table.add_row(
+            attack,
+            *(
+                f"{values[key]:.4f}"
+                for key in ("auc", "ap", "tpr_at_1pct_fpr", "tpr_at_threshold", "fpr_at_threshold")
+            ),
+        )
+    return table
+
+
+@detector_app.command("train")
+def detector_train(
+    dataset: Annotated[Path, typer.Argument(help="Folder made by `anima detector dataset`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the trained detector.")],
+    backbone: Annotated[
+        str, typer.Option(help="timm model name (trained from scratch).")
+    ] = "mobilenetv3_small_050",
+    steps: Annotated[int, typer.Option(help="Training steps.")] = 1500,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train on the train split, calibrate on val (threshold at 1% FPR), report test metrics."""
+    from anima.detect.classifier import SyntheticVideoDetector
+    from anima.detect.training import train_detector
+
+    try:
+        with _progress() as bar:
+            task = bar.add_task("training", total=steps)
+            results = train_detector(
+                dataset,
+                output,
+                SyntheticVideoDetector(backbone=backbone, steps=steps, seed=seed),
+                progress=lambda step, loss: bar.update(task, completed=step, description=f"loss {loss:.3f}"),
+            )
+    except AnimaError as exc:
+        raise _fail(exc) from None
+    console.print(_metrics_table(results))
+    console.print(f"[green]saved[/] {output}", highlight=False)
+
+
+@detector_app.command("eval")
+def detector_eval(
+    dataset: Annotated[Path, typer.Argument(help="Folder made by `anima detector dataset`.")],
+    detector: Annotated[Path | None, typer.Option(help="Detector folder (default: the shipped one).")] = None,
+    split: Annotated[str, typer.Option(help="Which split to measure on.")] = "test",
+) -> None:
+    """AUC, AP and TPR at 1% FPR, clean and after each attack (CRF 28, 0.5x resize)."""
+    from anima.detect.classifier import SyntheticVideoDetector
+    from anima.detect.dataset import load_dataset
+    from anima.detect.training import evaluate
+
+    try:
+        model = SyntheticVideoDetector.load(detector or flows.DEFAULT_DETECTOR)
+        clips, labels, _ = load_dataset(dataset, split)
+        results = evaluate(model, clips, labels)
+    except AnimaError as exc:
+        raise _fail(exc) from None
+    console.print(_metrics_table(results))
 
 
 @pose_app.command("extract")
@@ -436,6 +589,36 @@ def pose_render(
     except AnimaError as exc:
         raise _fail(exc) from None
     console.print(f"[green]rendered[/] {count} frames -> {output}", highlight=False, soft_wrap=True)
+
+
+@puppets_app.command("sheet")
+def puppets_sheet(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where the contact sheet .png goes.")],
+    seed: Annotated[int, typer.Option(help="Seed of the first clip; the others follow it.")] = 0,
+    count: Annotated[int, typer.Option(help="Number of clips (rows).")] = 6,
+    frames: Annotated[int, typer.Option(help="Frames shown per clip (columns).")] = 6,
+    size: Annotated[int, typer.Option(help="Side of each frame in pixels.")] = 128,
+) -> None:
+    """Draw a contact sheet of puppet clips: one clip of a random kind per row, frames across."""
+    import cv2
+
+    from anima.generate.puppets import contact_sheet
+
+    try:
+        for name, value, low in (("--count", count, 1), ("--frames", frames, 1), ("--size", size, 32)):
+            if value < low:
+                raise BadInput(f"{name} must be at least {low}, got {value}")
+        if output.suffix.lower() != ".png":
+            raise BadInput(f"{output}: the contact sheet is written as .png")
+        sheet = contact_sheet(range(seed, seed + count), frames_per_clip=frames, size=(size, size))
+        with atomic_output(output) as tmp:
+            if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+                raise BadInput(f"{output}: cannot write the image")
+    except AnimaError as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"[green]drew[/] {count} clips x {frames} frames -> {output}", highlight=False, soft_wrap=True
+    )
 
 
 def _date(value: str | None, option: str) -> dt.date | None:
@@ -683,3 +866,50 @@ def policy_check(
             )
     if not decision.allow:
         raise typer.Exit(3)
+
+
+@app.command()
+def scan(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Files, folders (searched recursively for media) or .txt lists of paths."),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for scan.jsonl, scan.csv, report.html; reuse it to resume.")
+    ],
+    workers: Annotated[int | None, typer.Option(help="Parallel workers (default: CPU count).")] = None,
+    engine: Annotated[str, typer.Option(help="local (process pool) or ray.")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address for --engine ray (default: a local Ray).")
+    ] = None,
+    trust: Annotated[
+        list[Path] | None, typer.Option(help="Trusted CA certificate (PEM); repeatable.")
+    ] = None,
+    home: HomeOption = None,
+) -> None:
+    """Verify many files in parallel, each content once; resumable. Exits 0 whatever the verdicts."""
+    try:
+        with _progress() as bar:
+            task = bar.add_task("scanning", total=None)
+            summary = flows.scan(
+                _settings(home),
+                paths,
+                out,
+                trust=trust or [],
+                engine=engine,
+                workers=workers,
+                address=address,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except AnimaError as exc:
+        raise _fail(exc) from None
+    table = Table("verdict", "files")
+    for verdict, count in summary.counts().items():
+        table.add_row(verdict, str(count))
+    console.print(table)
+    console.print(
+        f"{len(summary.rows)} files: {summary.scanned} checked, {summary.duplicates} duplicate contents, "
+        f"{summary.resumed} already done; " + ", ".join(str(path) for path in summary.outputs),
+        highlight=False,
+        soft_wrap=True,
+    )

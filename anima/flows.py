@@ -5,6 +5,7 @@ verify (manifest + watermark + ledger -> verdict). Callable from Python; the CLI
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import getpass
 import hashlib
 import secrets
@@ -20,6 +21,8 @@ from PIL import Image
 
 from anima import media
 from anima.config import Settings
+from anima.detect import report as scan_report
+from anima.detect import scan as scan_engine
 from anima.errors import BadInput, MediaError, PolicyDenied, ProvenanceError
 from anima.generate.request import GenerationRequest
 from anima.ledger import ConsentGrant, Identity, Ledger, Stamp
@@ -40,6 +43,10 @@ VERDICT_ANIMA = "anima-generated"
 VERDICT_AI_DECLARED = "ai-declared"
 VERDICT_TAMPERED = "tampered"
 VERDICT_NO_EVIDENCE = "no-evidence"
+VERDICT_LIKELY_SYNTHETIC = "likely-synthetic"
+DEFAULT_DETECTOR = Path(__file__).resolve().parent / "weights" / "anima-detector"
+# Frames sampled over a clip for the watermark and the detector.
+SAMPLED_FRAMES = 48
 
 
 def current_actor() -> str:
@@ -237,6 +244,7 @@ class VerifyReport:
     watermark: watermark.WatermarkReading | None
     ledger: dict[str, Any] | None = None
     durable_manifest: dict[str, Any] | None = None
+    classifier: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -248,35 +256,64 @@ class VerifyReport:
             "watermark": self.watermark.to_dict() if self.watermark else None,
             "ledger": self.ledger,
             "durable_manifest": self.durable_manifest,
+            "classifier": self.classifier,
         }
 
 
-def _read_watermark(path: Path) -> watermark.WatermarkReading:
+def _sample_frames(path: Path) -> list[np.ndarray]:
+    """Up to ``SAMPLED_FRAMES`` frames spread over the clip (the one picture of a still)."""
     if path.suffix.lower() in STILL_SUFFIXES:
-        return watermark.extract([media.read_image(path)])
-    frames = []
+        return [media.read_image(path)]
     info = media.probe_video(path)
     wanted = (
-        set(np.linspace(0, max(info.num_frames - 1, 0), 48).round().astype(int)) if info.num_frames else None
+        set(np.linspace(0, max(info.num_frames - 1, 0), SAMPLED_FRAMES).round().astype(int))
+        if info.num_frames
+        else None
     )
-    for index, frame in enumerate(media.iter_frames(path)):
-        if wanted is None or index in wanted:
-            frames.append(frame)
-    return watermark.extract(frames)
+    return [frame for index, frame in enumerate(media.iter_frames(path)) if wanted is None or index in wanted]
 
 
-def verify(settings: Settings, clip: Path, trust: list[Path] | None = None) -> VerifyReport:
-    """Gather manifest, watermark and ledger evidence for ``clip`` and decide a verdict."""
+@functools.cache
+def _detector(folder: Path):
+    from anima.detect.classifier import SyntheticVideoDetector
+
+    return SyntheticVideoDetector.load(folder)
+
+
+def classify(frames: list[np.ndarray], detector_dir: Path = DEFAULT_DETECTOR) -> dict[str, Any] | None:
+    """The detector's evidence for these frames; ``None`` where no detector is installed."""
+    if not (Path(detector_dir) / "detector.json").is_file():
+        return None
+    detector = _detector(Path(detector_dir))
+    frame_scores = detector.frame_scores(np.stack(frames))
+    clip_score = float(np.mean(frame_scores))
+    return {
+        "model": Path(detector_dir).name,
+        "frame_scores": [round(float(score), 4) for score in frame_scores],
+        "clip_score": clip_score,
+        "probability": detector.probability(clip_score),
+        "threshold": detector.threshold_,
+        "fired": clip_score >= detector.threshold_,
+    }
+
+
+def verify(
+    settings: Settings, clip: Path, trust: list[Path] | None = None, detector_dir: Path = DEFAULT_DETECTOR
+) -> VerifyReport:
+    """Gather manifest, watermark, ledger and detector evidence for ``clip`` and decide a verdict; the
+    detector alone can only say ``likely-synthetic``."""
     clip = Path(clip)
     media.mime_type(clip)
     if not clip.is_file():
         raise MediaError(f"{clip}: no such file")
     anchors = list(trust or []) + list(settings.trust_anchors)
     report = c2pa_manifest.read_manifest(clip, anchors)
+    frames = _sample_frames(clip)
     try:
-        reading: watermark.WatermarkReading | None = _read_watermark(clip)
+        reading: watermark.WatermarkReading | None = watermark.extract(frames)
     except ProvenanceError:
         reading = None  # frames below the watermark's minimum size
+    classifier = classify(frames, detector_dir) if frames else None
     ledger = Ledger(settings.database_url)
     reasons: list[str] = []
 
@@ -318,9 +355,21 @@ def verify(settings: Settings, clip: Path, trust: list[Path] | None = None) -> V
     elif report.valid and report.ai_declared:
         verdict = VERDICT_AI_DECLARED
         reasons.append(f"valid manifest declares AI-generated content (signer: {report.signer})")
+    elif classifier is not None and classifier["fired"]:
+        verdict = VERDICT_LIKELY_SYNTHETIC
+        reasons.append(
+            "no valid manifest and no Anima watermark, but the detector scores the clip "
+            f"{classifier['clip_score']:.2f} >= threshold {classifier['threshold']:.2f} "
+            f"(calibrated probability {classifier['probability']:.2f} of this generator's output)"
+        )
     else:
         verdict = VERDICT_NO_EVIDENCE
         reasons.append("no valid manifest and no Anima watermark")
+        if classifier is not None:
+            reasons.append(
+                f"the detector scores {classifier['clip_score']:.2f}, below its threshold "
+                f"{classifier['threshold']:.2f}"
+            )
     if report.valid and not report.trusted:
         reasons.append("the signer is not in the trust anchors given (pass --trust CA.pem)")
 
@@ -334,6 +383,7 @@ def verify(settings: Settings, clip: Path, trust: list[Path] | None = None) -> V
         watermark=reading,
         ledger=ledger_info,
         durable_manifest=durable,
+        classifier=classifier,
     )
 
 
@@ -523,8 +573,7 @@ def generate(
         "model": video.model_name,
         "pose": request.pose,
         "seed": request.seed,
-        "steps": request.steps,
-        "guidance": request.guidance,
+        **video.sampling,
         "consent": {
             "purpose": purpose,
             "fictional": fictional,
@@ -543,4 +592,72 @@ def generate(
         extra=extra,
         crf=crf,
         actor=actor,
+    )
+
+
+def scan_file(settings: Settings, path: str, trust: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Verify one file of a batch scan. Module-level and given only picklable arguments, because it
+    runs in worker processes and Ray tasks; returns plain data for ``scan.jsonl``."""
+    clip = Path(path)
+    report = verify(settings, clip, trust=[Path(anchor) for anchor in trust])
+    payload = report.watermark.payload if report.watermark else None
+    claimed = (report.manifest.anima or {}).get("stamp_id") if report.manifest.valid else None
+    stamp_id = (report.ledger or {}).get("stamp_id") or claimed
+    if stamp_id is None and payload is not None:
+        stamp_id = stamp_id_for(payload)
+    frames = 1 if clip.suffix.lower() in STILL_SUFFIXES else media.probe_video(clip).num_frames or None
+    return {
+        "report": report.to_dict(),
+        "stamp_id": stamp_id,
+        "frames": frames,
+        "thumbnail": scan_report.thumbnail(clip),
+    }
+
+
+def scan(
+    settings: Settings,
+    inputs: list[Path],
+    out: Path,
+    *,
+    trust: list[Path] | None = None,
+    engine: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    actor: str | None = None,
+    progress: Progress | None = None,
+) -> scan_engine.ScanSummary:
+    """Verify many files in parallel, each content once, resuming from ``out/scan.jsonl``; every new
+    row is also an audit event, written from this process only (the ledger has one writer)."""
+    anchors = tuple(str(anchor) for anchor in (trust or []))
+    for anchor in anchors:
+        if not Path(anchor).is_file():
+            raise BadInput(f"{anchor}: no such file (a --trust CA certificate)")
+    paths = scan_engine.collect(inputs)
+    if not paths:
+        raise BadInput("nothing to scan: no media files in the paths given")
+    ledger = Ledger(settings.database_url)  # created here first, so workers only ever read it
+    actor = actor or current_actor()
+
+    def record(row: dict[str, Any]) -> None:
+        details = {
+            "path": row["path"].encode("utf-8", "backslashreplace").decode("utf-8"),
+            "sha256": row["sha256"],
+            "status": row["status"],
+            "verdict": row["verdict"],
+            "stamp_id": row.get("stamp_id"),
+            "duplicate_of": row["duplicate_of"],
+            "error": row.get("error"),
+            "out": str(out),
+        }
+        ledger.record("scan", actor, row["sha256"] or details["path"], details)
+
+    return scan_engine.run(
+        paths,
+        out,
+        functools.partial(scan_file, settings, trust=anchors),
+        engine=engine,
+        workers=workers,
+        address=address,
+        on_row=record,
+        progress=progress,
     )

@@ -36,16 +36,21 @@ anima consent enroll "Eileen Collins (demo)" --photo samples/astronaut.jpg \
 anima consent list
 anima policy check --reference samples/astronaut.jpg --purpose education
 
-step "generate (no trained default model ships yet: an untrained model of the real architecture"
-echo "   stands in, so the frames are noise; what matters here is the gate, the stamp and the audit trail)"
-python -c "from anima.generate.configs import tiny_pipeline; tiny_pipeline(0).save_pretrained('.demo/untrained-model')"
-anima generate --model .demo/untrained-model --reference samples/astronaut.jpg --pose motion:wave \
-    --frames 24 --steps 3 --width 128 --purpose education -o .demo/generated.mp4
+step "generate with the shipped default model (anima-puppets): a fictional puppet turns around"
+anima generate --reference samples/puppet.png --reference-pose samples/puppet.pose.json \
+    --pose samples/puppet-turn.pose.json --fictional --purpose education -o .demo/generated.mp4
 anima verify .demo/generated.mp4 --trust "$ANIMA_HOME/keys/ca.pem"
 
+step "refused: a real person's photo declared fictional"
+if anima generate --reference samples/astronaut.jpg --pose motion:wave --fictional --purpose education \
+    -o .demo/refused.mp4; then
+  echo "ERROR: the gate let a real face through as fictional" >&2; exit 1
+fi
+test ! -e .demo/refused.mp4 && echo "   refused, exit code 3, nothing written"
+
 step "refused: a purpose the consent does not cover"
-if anima generate --model .demo/untrained-model --reference samples/astronaut.jpg --pose motion:wave \
-    --frames 8 --steps 2 --width 128 --purpose advertising -o .demo/refused.mp4; then
+if anima generate --reference samples/astronaut.jpg --pose motion:wave --purpose advertising \
+    -o .demo/refused.mp4; then
   echo "ERROR: the gate allowed a purpose without consent" >&2; exit 1
 fi
 test ! -e .demo/refused.mp4 && echo "   refused, exit code 3, nothing written"

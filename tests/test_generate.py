@@ -27,9 +27,13 @@ def pipe() -> AnimationPipeline:
     return pipeline
 
 
-def _run(pipe: AnimationPipeline, reference: np.ndarray, poses: list[np.ndarray], seed: int = 0, **kwargs):
+def _run(
+    pipe: AnimationPipeline, reference: np.ndarray, skeletons: list[np.ndarray], seed: int = 0, **kwargs
+):
     options = {"num_inference_steps": 2, "context_frames": 4, "context_overlap": 1, "output_type": "np"}
-    return pipe(reference, poses, generator=torch.Generator().manual_seed(seed), **(options | kwargs)).frames
+    return pipe(
+        reference, skeletons, generator=torch.Generator().manual_seed(seed), **(options | kwargs)
+    ).frames
 
 
 def test_frames_of_the_right_count_and_size(pipe: AnimationPipeline) -> None:
@@ -121,8 +125,8 @@ def test_pose_guider_shapes_and_zero_start() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"poses": []}, "empty"),
-        ({"poses": [np.zeros((64, 64, 3), np.uint8), np.zeros((32, 64, 3), np.uint8)]}, "one size"),
+        ({"skeletons": []}, "empty"),
+        ({"skeletons": [np.zeros((64, 64, 3), np.uint8), np.zeros((32, 64, 3), np.uint8)]}, "one size"),
         ({"height": 60}, "multiples of 8"),
         ({"num_inference_steps": 0}, "num_inference_steps"),
         ({"guidance_scale": 0.5}, "guidance_scale"),
@@ -134,9 +138,9 @@ def test_pose_guider_shapes_and_zero_start() -> None:
 )
 def test_bad_arguments_name_themselves(pipe: AnimationPipeline, kwargs: dict, message: str) -> None:
     reference = kwargs.pop("reference", _image(0))
-    poses = kwargs.pop("poses", [_image(1)] * 2)
+    skeletons = kwargs.pop("skeletons", [_image(1)] * 2)
     with pytest.raises(ValueError, match=message):
-        _run(pipe, reference, poses, **kwargs)
+        _run(pipe, reference, skeletons, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -230,3 +234,46 @@ def test_generate_cli_bad_input(
     assert result.exit_code == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not any(p.suffix in (".mp4", ".avi") for p in tmp_path.iterdir())
+
+
+def _standing_pose(shift: float = 0.0) -> np.ndarray:
+    from anima.generate.pose import builtin_motion
+
+    keypoints = builtin_motion("motion:dance", 6, 12.0, (SIZE, SIZE)).keypoints.copy()
+    keypoints[:, :, 0] += shift
+    return keypoints
+
+
+def test_warp_guided_pipeline_needs_keypoints_and_starts_from_the_warp() -> None:
+    pipe = tiny_pipeline(seed=0, warp_guided=True)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.warp_guided
+    poses = _standing_pose()
+    skeletons = [_image(i) for i in range(len(poses))]
+    with pytest.raises(ValueError, match="reference_pose"):
+        _run(pipe, _image(0), skeletons)
+    with pytest.raises(ValueError, match="poses"):
+        _run(pipe, _image(0), skeletons, reference_pose=poses[0], poses=poses[:2])
+    with pytest.raises(ValueError, match="strength"):
+        _run(pipe, _image(0), skeletons, reference_pose=poses[0], poses=poses, strength=1.5)
+    low = _run(pipe, _image(0), skeletons, reference_pose=poses[0], poses=poses, strength=0.2)
+    high = _run(pipe, _image(0), skeletons, reference_pose=poses[0], poses=poses, strength=1.0)
+    assert low.shape == high.shape == (1, len(poses), SIZE, SIZE, 3)
+    # Starting from the lightly noised warp keeps the output nearer the warp than pure noise does.
+    warp = pipe.limb_warp(_image(0), poses[0], poses, SIZE, SIZE)[0].permute(0, 2, 3, 1).numpy()
+    decoded = pipe.decode_latents(pipe.encode_frames(torch.from_numpy(warp).permute(0, 3, 1, 2), "cpu"))
+    assert np.abs(low[0] - decoded.numpy()).mean() < np.abs(high[0] - decoded.numpy()).mean()
+
+
+def test_strength_needs_a_warp_guided_model(pipe: AnimationPipeline) -> None:
+    with pytest.raises(ValueError, match="warp-guided"):
+        _run(pipe, _image(0), [_image(1)] * 2, strength=0.5)
+
+
+def test_sampling_defaults_travel_with_the_model(tmp_path: Path) -> None:
+    pipe = tiny_pipeline(seed=0, warp_guided=True)
+    pipe.register_to_config(default_steps=7, default_strength=0.4)
+    pipe.save_pretrained(tmp_path / "m")
+    loaded = AnimationPipeline.from_pretrained(tmp_path / "m")
+    assert loaded.config.default_steps == 7 and loaded.config.default_strength == 0.4
+    assert loaded.warp_guided

@@ -10,7 +10,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel, UNetMo
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from anima.generate.models import PoseGuider
-from anima.generate.pipeline import AnimationPipeline
+from anima.generate.pipeline import WARP_GUIDED_CHANNELS, AnimationPipeline
 
 # Moore-AnimateAnyone's inference scheduler (zero-terminal-SNR, v-prediction, trailing timesteps).
 MOORE_SCHEDULER_CONFIG: dict[str, Any] = {
@@ -111,8 +111,11 @@ def tiny_image_encoder(projection_dim: int) -> CLIPVisionModelWithProjection:
     )
 
 
-def tiny_pipeline(seed: int = 0, unet_config: dict[str, Any] | None = None) -> AnimationPipeline:
-    """A randomly initialised pipeline of the real architecture at toy size (fast on a CPU)."""
+def tiny_pipeline(
+    seed: int = 0, unet_config: dict[str, Any] | None = None, warp_guided: bool = False
+) -> AnimationPipeline:
+    """A randomly initialised pipeline of the real architecture at toy size (fast on a CPU); with
+    ``warp_guided`` its Pose Guider also reads the limb warp."""
     torch.manual_seed(seed)
     unet_config = dict(unet_config or TINY_UNET_CONFIG)
     width = unet_config["block_out_channels"][0]
@@ -124,7 +127,11 @@ def tiny_pipeline(seed: int = 0, unet_config: dict[str, Any] | None = None) -> A
     denoising_unet = UNetMotionModel(**motion_unet_config(unet_config, motion_heads=2))
     # Start the denoiser's 2D part from the reference UNet, as Animate Anyone training does.
     denoising_unet.load_state_dict(reference_unet.state_dict(), strict=False)
-    pose_guider = PoseGuider(conditioning_embedding_channels=width, block_out_channels=(8, 16, 16, 32))
+    pose_guider = PoseGuider(
+        conditioning_embedding_channels=width,
+        conditioning_channels=WARP_GUIDED_CHANNELS if warp_guided else 3,
+        block_out_channels=(8, 16, 16, 32),
+    )
     for parameter in pose_guider.conv_out.parameters():  # non-zero, so that pose matters in tests
         torch.nn.init.normal_(parameter, std=0.2)
     scheduler = DDIMScheduler(**MOORE_SCHEDULER_CONFIG)

@@ -117,7 +117,7 @@ class ReferenceWriteProcessor(_ReferenceProcessor):
         temb=None,
         **kwargs,
     ) -> torch.Tensor:
-        self.bank.tokens[self.name] = hidden_states.detach()
+        self.bank.tokens[self.name] = hidden_states  # kept in the graph: training learns through it
         return _attend(attn, hidden_states, hidden_states)
 
 

@@ -4,6 +4,12 @@ Reads top to bottom like the algorithm: check inputs, encode the reference (CLIP
 latent), run the ReferenceNet once, run the Pose Guider over all frames, then DDIM with
 classifier-free guidance over overlapping context windows whose noise predictions are averaged,
 and decode frame by frame with the VAE.
+
+Warp guidance (small models such as the default ``anima-puppets``): a Pose Guider built for
+:data:`WARP_GUIDED_CHANNELS` input channels also reads the reference warped limb by limb into each
+target pose (and where the warp covers the body), so the network need not learn from nothing what
+geometry already gives; with ``strength`` < 1 sampling starts from the noised warp (SDEdit) instead
+of pure noise. Such a pipeline needs the keypoints of the reference and of every target frame.
 """
 
 from __future__ import annotations
@@ -24,8 +30,12 @@ from anima.generate.models import (
     attach_reference_attention,
     pose_features_after_conv_in,
 )
+from anima.generate.warp import warp_sequence
 
 ImageInput = PIL.Image.Image | np.ndarray
+SKELETON_CHANNELS = 3
+# skeleton RGB + warped reference RGB + warp coverage
+WARP_GUIDED_CHANNELS = 7
 
 
 @dataclass
@@ -67,6 +77,8 @@ class AnimationPipeline(DiffusionPipeline):
         pose_guider: maps skeleton frames to features added after the denoiser's ``conv_in``.
         scheduler: a DDIM scheduler.
         feature_extractor: CLIP preprocessing (224 px, CLIP normalisation).
+        default_steps, default_guidance, default_strength: the sampling settings this model was
+            made for, used when a call leaves them out (saved with the pipeline).
 
     Example:
         >>> pipe = AnimationPipeline.from_pretrained("models/anima-puppets")
@@ -85,6 +97,9 @@ class AnimationPipeline(DiffusionPipeline):
         pose_guider: PoseGuider,
         scheduler: DDIMScheduler,
         feature_extractor: CLIPImageProcessor,
+        default_steps: int = 25,
+        default_guidance: float = 3.5,
+        default_strength: float = 1.0,
     ) -> None:
         super().__init__()
         self.register_modules(
@@ -98,7 +113,15 @@ class AnimationPipeline(DiffusionPipeline):
         )
         self.reference_bank = ReferenceBank()
         attach_reference_attention(reference_unet, denoising_unet, self.reference_bank)
+        self.register_to_config(
+            default_steps=default_steps, default_guidance=default_guidance, default_strength=default_strength
+        )
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+
+    @property
+    def warp_guided(self) -> bool:
+        """Whether the Pose Guider reads the limb warp too (and so needs keypoints)."""
+        return self.pose_guider.config.conditioning_channels == WARP_GUIDED_CHANNELS
 
     def check_inputs(
         self,
@@ -108,8 +131,11 @@ class AnimationPipeline(DiffusionPipeline):
         width: int,
         num_inference_steps: int,
         guidance_scale: float,
+        strength: float,
         context_frames: int,
         context_overlap: int,
+        reference_pose: np.ndarray | None,
+        poses: np.ndarray | None,
     ) -> None:
         _to_rgb_array(reference_image, "reference_image")
         if len(pose_frames) == 0:
@@ -139,6 +165,24 @@ class AnimationPipeline(DiffusionPipeline):
             )
         if not 0 <= context_overlap < context_frames:
             raise ValueError(f"`context_overlap` must be in 0..{context_frames - 1}, got {context_overlap}")
+        if not 0 < strength <= 1:
+            raise ValueError(f"`strength` must be in (0, 1], got {strength}")
+        channels = self.pose_guider.config.conditioning_channels
+        if channels not in (SKELETON_CHANNELS, WARP_GUIDED_CHANNELS):
+            raise ValueError(f"pose guider reads {channels} channels; this pipeline knows 3 and 7")
+        if not self.warp_guided:
+            if strength < 1:
+                raise ValueError("`strength` < 1 starts from the limb warp: only a warp-guided model has one")
+            return
+        if reference_pose is None or poses is None:
+            raise ValueError("this model is warp-guided: give `reference_pose` and `poses` (keypoints)")
+        if np.shape(reference_pose) != (18, 3):
+            raise ValueError(f"`reference_pose` must have shape (18, 3), got {np.shape(reference_pose)}")
+        if np.shape(poses) != (len(pose_frames), 18, 3):
+            raise ValueError(
+                f"`poses` must have shape ({len(pose_frames)}, 18, 3), one per pose frame, "
+                f"got {np.shape(poses)}"
+            )
 
     def _image_tensor(self, image: ImageInput, height: int, width: int, name: str) -> torch.Tensor:
         """(1, 3, H, W) float in [0, 1], resized to the output size."""
@@ -161,16 +205,51 @@ class AnimationPipeline(DiffusionPipeline):
         latent = self.vae.encode(image).latent_dist.mean * self.vae.config.scaling_factor
         return embeds[:, None, :], latent
 
+    def limb_warp(
+        self,
+        reference_image: ImageInput,
+        reference_pose: np.ndarray,
+        poses: np.ndarray,
+        height: int,
+        width: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference warped into every pose: images (frames, 3, H, W) in [0, 1] and coverage
+        (frames, 1, H, W)."""
+        reference = self._image_tensor(reference_image, height, width, "reference_image")
+        reference = (reference[0].permute(1, 2, 0) * 255).round().byte().numpy()
+        images, coverage = warp_sequence(reference, np.asarray(reference_pose), np.asarray(poses))
+        return (
+            torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0,
+            torch.from_numpy(coverage)[:, None].float(),
+        )
+
     @torch.no_grad()
     def encode_poses(
-        self, pose_frames: list[ImageInput] | np.ndarray, height: int, width: int, device: torch.device
+        self,
+        pose_frames: list[ImageInput] | np.ndarray,
+        height: int,
+        width: int,
+        device: torch.device,
+        warp: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Pose Guider features for every frame, (frames, C, h, w)."""
+        """Pose Guider features for every frame, (frames, C, h, w); a warp-guided guider also reads
+        each frame's warped reference and coverage."""
         features = []
         for index, frame in enumerate(pose_frames):
             image = self._image_tensor(frame, height, width, f"pose_frames[{index}]")
+            if warp is not None:
+                image = torch.cat([image, warp[0][index : index + 1], warp[1][index : index + 1]], dim=1)
             features.append(self.pose_guider(image.to(device, self.pose_guider.dtype)))
         return torch.cat(features)
+
+    @torch.no_grad()
+    def encode_frames(self, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """VAE latents of (frames, 3, H, W) images in [0, 1], frame by frame: (1, C, frames, h, w)."""
+        latents = [
+            self.vae.encode((image[None] * 2 - 1).to(device, self.vae.dtype)).latent_dist.mean
+            for image in images
+        ]
+        return (torch.cat(latents) * self.vae.config.scaling_factor).permute(1, 0, 2, 3)[None]
 
     def prepare_latents(
         self,
@@ -181,7 +260,10 @@ class AnimationPipeline(DiffusionPipeline):
         device: torch.device,
         generator: torch.Generator | None,
         latents: torch.Tensor | None = None,
+        start: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
+        """Pure noise, or with ``start`` = (latents of the warped frames, first timestep) those
+        latents noised to that timestep (SDEdit)."""
         shape = (
             1,
             self.denoising_unet.config.in_channels,
@@ -195,7 +277,11 @@ class AnimationPipeline(DiffusionPipeline):
         else:
             noise_device = generator.device if generator else "cpu"
             latents = torch.randn(shape, generator=generator, dtype=torch.float32, device=noise_device)
-        return (latents.to(device) * self.scheduler.init_noise_sigma).to(dtype)
+        latents = latents.to(device)
+        if start is not None:
+            init, timestep = start
+            return self.scheduler.add_noise(init.float(), latents, timestep.reshape(1)).to(dtype)
+        return (latents * self.scheduler.init_noise_sigma).to(dtype)
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
@@ -214,10 +300,13 @@ class AnimationPipeline(DiffusionPipeline):
         pose_frames: list[ImageInput] | np.ndarray,
         height: int | None = None,
         width: int | None = None,
-        num_inference_steps: int = 25,
-        guidance_scale: float = 3.5,
-        context_frames: int = 24,
-        context_overlap: int = 4,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        strength: float | None = None,
+        reference_pose: np.ndarray | None = None,
+        poses: np.ndarray | None = None,
+        context_frames: int | None = None,
+        context_overlap: int | None = None,
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
@@ -228,15 +317,31 @@ class AnimationPipeline(DiffusionPipeline):
         Args:
             reference_image (`PIL.Image` or uint8 array): the character to animate.
             pose_frames (list of `PIL.Image` or uint8 arrays): rendered OpenPose skeletons, one per frame.
-            height, width (`int`, defaults to the first pose frame's size): output size, multiples of 8.
-            num_inference_steps (`int`, defaults to 25): DDIM steps.
-            guidance_scale (`float`, defaults to 3.5): classifier-free guidance; 1 turns it off.
-            context_frames (`int`, defaults to 24): frames the motion modules see at once.
-            context_overlap (`int`, defaults to 4): frames shared by neighbouring windows.
+            height, width (`int`, defaults to the first pose frame's size): output size, multiples of
+                the VAE's downscaling.
+            num_inference_steps (`int`, defaults to the model's `default_steps`): DDIM steps over the
+                whole schedule; with `strength` < 1 only the last `strength` share of them run.
+            guidance_scale (`float`, defaults to the model's `default_guidance`): classifier-free
+                guidance; 1 turns it off.
+            strength (`float`, defaults to the model's `default_strength`): 1 starts from pure noise;
+                less starts from the limb warp noised that far (warp-guided models only).
+            reference_pose, poses (`np.ndarray`, (18, 3) and (frames, 18, 3)): normalised OpenPose
+                keypoints of the reference and of every target frame; warp-guided models need them.
+            context_frames (`int`, defaults to the motion modules' length): frames seen at once.
+            context_overlap (`int`, defaults to a quarter of a window, at most 4): frames shared by
+                neighbouring windows.
             generator (`torch.Generator`, optional): for reproducible noise.
-            latents (`torch.Tensor`, optional): initial noise (1, 4, frames, h, w) instead of sampling it.
+            latents (`torch.Tensor`, optional): initial noise (1, C, frames, h, w) instead of sampling it.
             output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"` or `"pt"`.
         """
+        config = self.config
+        num_inference_steps = config.default_steps if num_inference_steps is None else num_inference_steps
+        guidance_scale = config.default_guidance if guidance_scale is None else guidance_scale
+        strength = config.default_strength if strength is None else strength
+        if context_frames is None:
+            context_frames = self.denoising_unet.config.motion_max_seq_length
+        if context_overlap is None:
+            context_overlap = min(4, context_frames // 4)
         first = _to_rgb_array(pose_frames[0], "pose_frames[0]") if len(pose_frames) else None
         height = height or (first.shape[0] if first is not None else 0)
         width = width or (first.shape[1] if first is not None else 0)
@@ -247,8 +352,11 @@ class AnimationPipeline(DiffusionPipeline):
             width,
             num_inference_steps,
             guidance_scale,
+            strength,
             context_frames,
             context_overlap,
+            reference_pose,
+            poses,
         )
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"`output_type` must be 'pil', 'np' or 'pt', got {output_type!r}")
@@ -269,18 +377,28 @@ class AnimationPipeline(DiffusionPipeline):
             return_dict=False,
         )
 
-        # 3. Pose features for every frame.
-        pose_features = self.encode_poses(pose_frames, height, width, device)
+        # 3. Pose features for every frame (with the limb warp, for a warp-guided model).
+        warp = None
+        if self.warp_guided:
+            warp = self.limb_warp(reference_image, reference_pose, poses, height, width)
+        pose_features = self.encode_poses(pose_frames, height, width, device, warp)
 
-        # 4. Denoise over overlapping windows, averaging the windows' noise predictions.
+        # 4. Timesteps: the whole schedule, or its last `strength` share starting from the noised warp.
         self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        start = None
+        if strength < 1:
+            timesteps = timesteps[num_inference_steps - max(1, round(num_inference_steps * strength)) :]
+            start = (self.encode_frames(warp[0], device), timesteps[0])
         dtype = self.denoising_unet.dtype
-        latents = self.prepare_latents(num_frames, height, width, dtype, device, generator, latents)
+        latents = self.prepare_latents(num_frames, height, width, dtype, device, generator, latents, start)
+
+        # 5. Denoise over overlapping windows, averaging the windows' noise predictions.
         windows = context_windows(num_frames, context_frames, context_overlap)
         branches = 2 if guided else 1
         try:
-            with self.progress_bar(total=len(self.scheduler.timesteps)) as progress:
-                for t in self.scheduler.timesteps:
+            with self.progress_bar(total=len(timesteps)) as progress:
+                for t in timesteps:
                     noise = torch.zeros((branches, *latents.shape[1:]), device=device, dtype=torch.float32)
                     counts = torch.zeros((1, 1, num_frames, 1, 1), device=device, dtype=torch.float32)
                     for window in windows:
@@ -306,7 +424,7 @@ class AnimationPipeline(DiffusionPipeline):
         finally:
             self.reference_bank.clear()
 
-        # 5. Decode frame by frame.
+        # 6. Decode frame by frame.
         frames = self.decode_latents(latents)
         self.maybe_free_model_hooks()
         if output_type == "pt":

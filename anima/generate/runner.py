@@ -15,8 +15,10 @@ import torch
 from anima import media
 from anima.errors import BadInput
 from anima.generate.pipeline import AnimationPipeline
-from anima.generate.pose import extract_pose_from_image, load_pose
+from anima.generate.pose import PoseSequence, extract_pose_from_image, load_pose, read_pose_json
 from anima.generate.request import GenerationRequest
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "anima-puppets"
 
 
 @dataclass(frozen=True)
@@ -24,11 +26,18 @@ class GeneratedVideo:
     frames: np.ndarray  # (N, H, W, 3) uint8 RGB
     fps: float
     model_name: str
+    sampling: dict[str, float]  # the steps, guidance and strength actually used
 
 
-def load_pipeline(model: Path, device: str | None = None) -> tuple[AnimationPipeline, str]:
-    """A pipeline from a saved folder, in fp16 on CUDA when there is one, fp32 on the CPU."""
-    model = Path(model)
+def default_pipeline(device: str | None = None) -> AnimationPipeline:
+    """The shipped default model, ``anima-puppets`` (puppet-like characters, 128 px)."""
+    return load_pipeline(DEFAULT_MODEL, device)[0]
+
+
+def load_pipeline(model: Path | None, device: str | None = None) -> tuple[AnimationPipeline, str]:
+    """A pipeline from a saved folder (default: the shipped model), in fp16 on CUDA when there is
+    one, fp32 on the CPU."""
+    model = Path(model or DEFAULT_MODEL)
     if not (model / "model_index.json").is_file():
         raise BadInput(
             f"{model}: not an Anima model folder (no model_index.json); "
@@ -56,6 +65,15 @@ def _output_size(
     return width, height
 
 
+def _reference_pose(request: GenerationRequest, reference: np.ndarray) -> PoseSequence:
+    if request.reference_pose is None:
+        return extract_pose_from_image(reference)
+    pose = read_pose_json(request.reference_pose, canvas_size=(reference.shape[1], reference.shape[0]))
+    if pose.num_frames != 1:
+        raise BadInput(f"{request.reference_pose}: a reference pose is one frame, got {pose.num_frames}")
+    return pose
+
+
 def animate(request: GenerationRequest, device: str | None = None) -> GeneratedVideo:
     """Generate the frames of one video (in memory; the caller stamps them)."""
     reference = media.read_image(request.reference)
@@ -63,10 +81,24 @@ def animate(request: GenerationRequest, device: str | None = None) -> GeneratedV
         raise BadInput(f"--frames must be >= 1, got {request.frames}")
     pipe, device = load_pipeline(request.model, device)
     width, height = _output_size(pipe, reference, request.width, request.height)
-    reference_pose = extract_pose_from_image(reference) if request.align else None
+    # A warp-guided model moves the reference limb by limb, so it needs the reference's pose and a
+    # motion fitted to that body.
+    needs_reference_pose = request.align or pipe.warp_guided or request.reference_pose is not None
+    reference_pose = _reference_pose(request, reference) if needs_reference_pose else None
     pose = load_pose(
         request.pose, (width, height), reference=reference_pose, num_frames=request.frames, fps=request.fps
     )
+    if pipe.warp_guided and pose.keypoints is None:
+        raise BadInput(
+            f"{request.pose}: a rendered skeleton video has no keypoints, which this model needs; "
+            "give a pose .json, a driving video or motion:NAME"
+        )
+    config = pipe.config
+    sampling = {
+        "steps": config.default_steps if request.steps is None else request.steps,
+        "guidance": config.default_guidance if request.guidance is None else request.guidance,
+        "strength": config.default_strength if request.strength is None else request.strength,
+    }
     generator = torch.Generator(device="cpu").manual_seed(request.seed)
     try:
         frames = pipe(
@@ -74,12 +106,16 @@ def animate(request: GenerationRequest, device: str | None = None) -> GeneratedV
             list(pose.frames),
             height=height,
             width=width,
-            num_inference_steps=request.steps,
-            guidance_scale=request.guidance,
+            num_inference_steps=sampling["steps"],
+            guidance_scale=sampling["guidance"],
+            strength=sampling["strength"],
+            reference_pose=reference_pose.keypoints[0] if pipe.warp_guided else None,
+            poses=pose.keypoints.keypoints if pipe.warp_guided else None,
             generator=generator,
             output_type="np",
         ).frames[0]
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     video = (np.asarray(frames) * 255).round().astype(np.uint8)
-    return GeneratedVideo(video, request.fps or pose.fps, Path(request.model).resolve().name)
+    model_name = Path(request.model or DEFAULT_MODEL).resolve().name
+    return GeneratedVideo(video, request.fps or pose.fps, model_name, sampling)

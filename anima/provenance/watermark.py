@@ -203,6 +203,15 @@ def _residual(frame: np.ndarray) -> np.ndarray:
     return np.clip(residual, -limit, limit)
 
 
+def _work_residual(frame: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The frame's residual on the working grid. A frame smaller than the grid is filtered at its own
+    resolution and the residual interpolated up: enlarging the frame first (pixel blocks) would leave
+    a lattice of block edges in the residual that lines up with the chip lattice and fakes sync."""
+    if frame.shape[0] >= height:
+        return _residual(cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA))
+    return cv2.resize(_residual(frame), (width, height), interpolation=cv2.INTER_NEAREST)
+
+
 def _fold(residuals: list[np.ndarray]) -> np.ndarray:
     """Sum every residual modulo the tile, dividing by how often each tile cell was covered."""
     acc = np.zeros((TILE, TILE), np.float64)
@@ -239,10 +248,7 @@ def extract(frames: np.ndarray | list[np.ndarray], max_frames: int = 48) -> Wate
     height, width = frames[0].shape[:2]
     _check_frame_size(height, width)
     base_h, base_w = _work_size(height, width)
-    base = [
-        _residual(cv2.resize(np.asarray(frames[i]), (base_w, base_h), interpolation=cv2.INTER_AREA))
-        for i in picks
-    ]
+    base = [_work_residual(np.asarray(frames[i]), base_h, base_w) for i in picks]
 
     best = (-np.inf, (0, 0), 1.0, np.zeros((TILE, TILE)))
     for scale in SCALES:

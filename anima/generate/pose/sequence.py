@@ -64,7 +64,7 @@ class PoseSequence:
     height: int
 
     def __post_init__(self) -> None:
-        keypoints = np.asarray(self.keypoints, dtype=np.float64)
+        keypoints = np.array(self.keypoints, dtype=np.float64)  # a copy: the caller keeps its own
         if keypoints.ndim != 3 or keypoints.shape[1:] != (NUM_JOINTS, 3):
             raise BadInput(f"pose keypoints must have shape (frames, 18, 3), got {keypoints.shape}")
         if keypoints.shape[0] == 0:

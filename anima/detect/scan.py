@@ -1,0 +1,405 @@
+"""The batch-scan engine: run a per-file check over many files in parallel, each content once.
+
+The engine knows nothing of verdicts. It is given a picklable ``work(path) -> dict`` (``flows`` hands
+it :func:`anima.flows.scan_file`), hashes every file, sends each new content to a worker once, and
+appends one row per file to ``scan.jsonl`` as results arrive, so a crashed scan resumes where it
+stopped. At the end it writes ``scan.csv`` and ``report.html`` for the files of this scan.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import multiprocessing
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from anima import media
+from anima.detect import report
+from anima.errors import AnimaError, BadInput
+
+JSONL_NAME = "scan.jsonl"
+CSV_NAME = "scan.csv"
+HTML_NAME = "report.html"
+MEDIA_SUFFIXES = media.VIDEO_SUFFIXES | media.IMAGE_SUFFIXES
+LIST_SUFFIX = ".txt"
+ENGINES = ("local", "ray")
+ERROR_CHARS = 500
+
+Row = dict[str, Any]
+Work = Callable[[str], Row]
+RowCallback = Callable[[Row], None]
+Progress = Callable[[int, int], None]
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def _media_in(folder: Path) -> list[Path]:
+    """Media files under ``folder`` by suffix, skipping hidden names (e.g. half-written temp files)."""
+    found = []
+    for path in folder.rglob("*"):
+        hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
+        if not hidden and path.suffix.lower() in MEDIA_SUFFIXES and path.is_file():
+            found.append(path)
+    return sorted(found)
+
+
+def _list_entries(listing: Path) -> list[Path]:
+    """Paths in a ``.txt`` list: one per line, blank lines and ``#`` comments skipped, relative
+    paths taken from the list's folder."""
+    try:
+        lines = listing.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{listing}: cannot read the list of paths ({exc.__class__.__name__})") from None
+    entries = [line.strip() for line in lines]
+    return [listing.parent / entry for entry in entries if entry and not entry.startswith("#")]
+
+
+def collect(inputs: Sequence[Path]) -> list[Path]:
+    """Expand the scan's inputs into unique absolute file paths, in order.
+
+    A ``.txt`` file is a list of paths; a folder is searched recursively for media files by suffix;
+    any other file is scanned whatever its suffix (a non-media file becomes an error row). A missing
+    input is bad input; a missing entry in a list becomes an error row (lists come from other tools).
+    """
+    seen: dict[str, Path] = {}
+
+    def add(path: Path) -> None:
+        path = Path(os.path.abspath(path))
+        seen.setdefault(str(path), path)
+
+    for item in map(Path, inputs):
+        if not item.exists():
+            raise BadInput(f"{item}: no such file or folder")
+        if item.is_dir():
+            for path in _media_in(item):
+                add(path)
+        elif item.suffix.lower() == LIST_SUFFIX:
+            for entry in _list_entries(item):
+                for path in _media_in(entry) if entry.is_dir() else [entry]:
+                    add(path)
+        else:
+            add(item)
+    return list(seen.values())
+
+
+# ---------------------------------------------------------------- the journal
+
+
+def read_rows(journal: Path) -> list[Row]:
+    """Rows of ``scan.jsonl`` in order; a line cut short by a crash is ignored."""
+    if not journal.exists():
+        return []
+    rows = []
+    with open(journal, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and "path" in row:
+                rows.append(row)
+    return rows
+
+
+def is_finished(row: Row) -> bool:
+    """A row whose file was hashed and examined; rows from crashed workers are tried again."""
+    return bool(row.get("sha256")) and not row.get("retry")
+
+
+class _Journal:
+    """Append-only ``scan.jsonl``: one line per row, flushed as soon as it is written."""
+
+    def __init__(self, path: Path) -> None:
+        cut_short = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+        self.handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
+        if cut_short:
+            self.handle.write("\n")  # a crash mid-line must not swallow the next row
+
+    def append(self, row: Row) -> None:
+        self.handle.write(json.dumps(row) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+# ---------------------------------------------------------------- engines
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line: Anima's own messages as they are, anything else with its type."""
+    text = str(exc) if isinstance(exc, AnimaError) else f"{exc.__class__.__name__}: {exc}"
+    return " ".join(text.split())[:ERROR_CHARS]
+
+
+def run_work(work: Work, path: str) -> Row:
+    """Run ``work`` on one file inside a worker. Every failure becomes an error result here, so an
+    exception never has to cross a process boundary and one bad file never stops a scan."""
+    start = time.perf_counter()
+    try:
+        result = {"status": "ok", **work(path)}
+    except Exception as exc:  # a hostile file may break any library below; it is one file's error
+        result = {"status": "error", "error": one_line(exc)}
+    result["seconds"] = round(time.perf_counter() - start, 4)
+    return result
+
+
+def _crashed(exc: BaseException) -> Row:
+    return {"status": "error", "error": f"worker crashed: {one_line(exc)}; re-run to retry", "retry": True}
+
+
+class Engine(Protocol):
+    slots: int  # how many files it checks at once
+
+    def submit(self, work: Work, path: str) -> Any: ...
+    def wait(self, handles: list[Any]) -> list[Any]: ...
+    def result(self, handle: Any) -> Row: ...
+    def close(self) -> None: ...
+
+
+class LocalEngine:
+    """A process pool on this machine. Workers are spawned, not forked: they will load torch for
+    the classifier, and forking a process that holds torch's threads can deadlock."""
+
+    def __init__(self, workers: int) -> None:
+        self.slots = workers
+        self.pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.slots, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, work: Work, path: str) -> Future[Row]:
+        try:
+            return self.pool.submit(run_work, work, path)
+        except BrokenExecutor:  # a worker died (e.g. out of memory): go on with a fresh pool
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._new_pool()
+            return self.pool.submit(run_work, work, path)
+
+    def wait(self, handles: list[Future[Row]]) -> list[Future[Row]]:
+        return list(wait(handles, return_when=FIRST_COMPLETED).done)
+
+    def result(self, handle: Future[Row]) -> Row:
+        try:
+            return handle.result()
+        except BrokenExecutor as exc:
+            return _crashed(exc)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on a HOST:PORT nobody listens on: Ray itself retries such an address forever."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return  # "auto", "ray://...": Ray's own forms, left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise BadInput(f"cannot reach a Ray cluster at {address} ({exc.strerror or exc})") from None
+
+
+class RayEngine:
+    """The same work as Ray tasks: on a cluster at ``address``, else on a local Ray. A Ray that
+    the caller already started is used as it is and left running."""
+
+    def __init__(self, workers: int | None, address: str | None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise BadInput("the ray engine needs Ray: pip install 'anima[ray]'") from None
+        self.ray = ray
+        self.owned = not ray.is_initialized()
+        if self.owned:
+            if address:
+                _check_reachable(address)
+            try:
+                if address:
+                    ray.init(address=address)
+                else:
+                    ray.init(num_cpus=workers, include_dashboard=False)
+            except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
+                raise BadInput(
+                    f"cannot start Ray{f' at {address}' if address else ''}: {one_line(exc)}"
+                ) from None
+        self.slots = workers or max(int(ray.cluster_resources().get("CPU", 1)), 1)
+        self.task = ray.remote(num_cpus=1)(run_work)
+
+    def submit(self, work: Work, path: str) -> Any:
+        return self.task.remote(work, path)
+
+    def wait(self, handles: list[Any]) -> list[Any]:
+        ready, _ = self.ray.wait(handles, num_returns=1)
+        return list(ready)
+
+    def result(self, handle: Any) -> Row:
+        try:
+            return self.ray.get(handle)
+        except self.ray.exceptions.RayError as exc:  # worker or node died after Ray's own retries
+            return _crashed(exc)
+
+    def close(self) -> None:
+        if self.owned:
+            self.ray.shutdown()
+
+
+def open_engine(engine: str, workers: int | None, address: str | None) -> Engine:
+    if engine not in ENGINES:
+        raise BadInput(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if workers is not None and workers < 1:
+        raise BadInput(f"--workers must be at least 1, got {workers}")
+    if address and engine != "ray":
+        raise BadInput("--address is for the ray engine (add --engine ray)")
+    if engine == "ray":
+        return RayEngine(workers, address)
+    return LocalEngine(workers or os.cpu_count() or 1)
+
+
+def _pipeline(
+    engine: Engine, work: Work, items: Iterator[tuple[str, str]], window: int
+) -> Iterator[tuple[tuple[str, str], Row]]:
+    """Keep ``window`` files in flight and yield each result as it arrives; files are hashed
+    (``items`` is lazy) while earlier ones are being checked."""
+    pending: dict[Any, tuple[str, str]] = {}
+    while True:
+        for item in itertools.islice(items, max(window - len(pending), 0)):
+            pending[engine.submit(work, item[0])] = item
+        if not pending:
+            return
+        for handle in engine.wait(list(pending)):
+            yield pending.pop(handle), engine.result(handle)
+
+
+# ---------------------------------------------------------------- the scan
+
+
+@dataclass
+class ScanSummary:
+    """What one scan did: ``rows`` holds one row per input file, in input order."""
+
+    out: Path
+    rows: list[Row]
+    scanned: int
+    duplicates: int
+    resumed: int
+
+    def counts(self) -> dict[str, int]:
+        """Files per verdict, with ``error`` for files that could not be checked."""
+        return dict(Counter(report.label(row) for row in self.rows).most_common())
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [self.out / name for name in (JSONL_NAME, CSV_NAME, HTML_NAME)]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _new_row(path: str, sha256: str | None, result: Row) -> Row:
+    found = result.get("report") or {}
+    return {
+        "path": path,
+        "sha256": sha256,
+        "scanned_at": _now(),
+        "verdict": found.get("verdict"),
+        "duplicate_of": None,
+        "retry": False,
+        **result,
+    }
+
+
+def _duplicate(first: Row, path: str) -> Row:
+    """The row of a file whose content was already checked: the same result, no work."""
+    return {**first, "path": path, "scanned_at": _now(), "duplicate_of": first["path"], "seconds": 0.0}
+
+
+def run(
+    paths: Sequence[Path],
+    out: Path,
+    work: Work,
+    *,
+    engine: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    on_row: RowCallback | None = None,
+    progress: Progress | None = None,
+) -> ScanSummary:
+    """Check every file of ``paths`` with ``work``, each content once, skipping files that
+    ``out/scan.jsonl`` already holds a finished row for; then write ``scan.csv`` and ``report.html``.
+
+    ``on_row`` sees every new row in this process (the single writer for the ledger).
+    """
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"{out}: cannot create the output folder ({exc.strerror})") from None
+    journal_path = out / JSONL_NAME
+    finished = {(r["path"], r["sha256"]): r for r in read_rows(journal_path) if is_finished(r)}
+    checked: dict[str, Row] = {}  # sha256 -> the row that holds its result
+    for row in finished.values():
+        checked.setdefault(row["sha256"], row)
+    rows: dict[str, Row] = {}
+    waiting: dict[str, list[str]] = {}  # sha256 in flight -> later paths with the same content
+    counts = Counter[str]()
+    total = len(paths)
+    runner = open_engine(engine, workers, address)
+    journal = _Journal(journal_path)
+
+    def emit(row: Row, kind: str) -> None:
+        rows[row["path"]] = row
+        counts[kind] += 1
+        if kind != "resumed":
+            journal.append(row)
+            if on_row:
+                on_row(row)
+        if progress:
+            progress(len(rows), total)
+
+    def to_check() -> Iterator[tuple[str, str]]:
+        for path in paths:
+            key = str(path)
+            try:
+                sha256 = media.sha256_file(path)
+            except OSError as exc:
+                emit(_new_row(key, None, {"status": "error", "error": f"{key}: {exc.strerror}"}), "error")
+                continue
+            if (key, sha256) in finished:
+                emit(finished[key, sha256], "resumed")
+            elif sha256 in checked:
+                emit(_duplicate(checked[sha256], key), "duplicate")
+            elif sha256 in waiting:
+                waiting[sha256].append(key)
+            else:
+                waiting[sha256] = []
+                yield key, sha256
+
+    try:
+        for (key, sha256), result in _pipeline(runner, work, to_check(), 2 * runner.slots):
+            row = _new_row(key, sha256, result)
+            emit(row, "scanned")
+            if not row["retry"]:
+                checked[sha256] = row
+            for later in waiting.pop(sha256):
+                emit(_duplicate(row, later), "duplicate")
+    finally:
+        journal.close()
+        runner.close()
+    ordered = [rows[str(path)] for path in paths]
+    with media.atomic_output(out / CSV_NAME) as tmp:
+        report.write_csv(ordered, tmp)
+    with media.atomic_output(out / HTML_NAME) as tmp:
+        report.write_html(ordered, tmp)
+    return ScanSummary(out, ordered, counts["scanned"], counts["duplicate"], counts["resumed"])
