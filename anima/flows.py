@@ -358,7 +358,7 @@ def verify(
     elif classifier is not None and classifier["fired"]:
         verdict = VERDICT_LIKELY_SYNTHETIC
         reasons.append(
-            "no valid manifest and no Anima watermark, but the detector scores the clip "
+            "no manifest declares AI and no Anima watermark, but the detector scores the clip "
             f"{classifier['clip_score']:.2f} >= threshold {classifier['threshold']:.2f} "
             f"(calibrated probability {classifier['probability']:.2f} of this generator's output)"
         )
@@ -547,7 +547,11 @@ def generate(
     output = Path(output)
     if output.suffix.lower() != ".mp4":
         raise BadInput(f"{output}: output must be an .mp4 file")
-    ingredients = _ingredients(reference=request.reference, pose=_pose_ingredient(request.pose))
+    ingredients = _ingredients(
+        reference=request.reference,
+        pose=_pose_ingredient(request.pose),
+        reference_pose=request.reference_pose,
+    )
     identity_from_settings(settings)  # fail on missing keys before minutes of generation
     actor = actor or current_actor()
     rules, backend, registry = _policy_parts(settings, policy)

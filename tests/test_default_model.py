@@ -58,3 +58,24 @@ def test_default_model_animates_the_sample(pipe) -> None:
         sample_clip(7_000_002, frames=48, size=(size, size), kind="turning").frames[0], reference
     )
     assert psnr(video, truth) > psnr(np.repeat(reference[None], 8, axis=0), truth) + 1.0
+
+
+def test_generate_cli_uses_the_default_model(settings, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from anima import flows
+    from anima.cli import app
+
+    motion = PoseSequence.load(SAMPLES / "puppet-turn.pose.json")
+    short = tmp_path / "short.pose.json"
+    PoseSequence(motion.keypoints[:8], fps=motion.fps, width=motion.width, height=motion.height).save(short)
+    output = tmp_path / "out.mp4"
+    args = ["generate", "--reference", str(SAMPLES / "puppet.png"), "--reference-pose",
+            str(SAMPLES / "puppet.pose.json"), "--pose", str(short), "--fictional", "--purpose",
+            "education", "-o", str(output)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    report = flows.verify(settings, output, trust=[settings.local_ca_cert])
+    assert report.verdict == flows.VERDICT_ANIMA
+    assert report.manifest.anima["model"] == "anima-puppets"
+    assert report.manifest.anima["strength"] == pytest.approx(0.6)

@@ -265,6 +265,16 @@ def test_warp_guided_pipeline_needs_keypoints_and_starts_from_the_warp() -> None
     assert np.abs(low[0] - decoded.numpy()).mean() < np.abs(high[0] - decoded.numpy()).mean()
 
 
+def test_latent_guider_refuses_to_run_without_the_warp_latents() -> None:
+    guider = tiny_pipeline(seed=0, warp_guided=True).pose_guider
+    conditioning = torch.rand(1, 7, SIZE, SIZE)
+    with pytest.raises(ValueError, match="latents"):
+        guider(conditioning)
+    latents = torch.randn(1, 4, SIZE // 8, SIZE // 8)
+    torch.nn.init.normal_(guider.conv_out.weight, std=0.1)
+    assert not torch.allclose(guider(conditioning, latents), guider(conditioning, torch.zeros_like(latents)))
+
+
 def test_strength_needs_a_warp_guided_model(pipe: AnimationPipeline) -> None:
     with pytest.raises(ValueError, match="warp-guided"):
         _run(pipe, _image(0), [_image(1)] * 2, strength=0.5)

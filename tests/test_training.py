@@ -85,12 +85,19 @@ def test_output_is_a_warp_guided_pipeline_that_animates(trained: Path) -> None:
 
 def test_resumes_from_its_checkpoint(trained: Path) -> None:
     before = _log(trained)
-    result = CliRunner().invoke(app, ["train", "--config", str(_write_config(trained, 40, 9))])
-    assert result.exit_code == 0, result.stdout + result.stderr
+    config = str(_write_config(trained, 40, 9))
+    result = CliRunner().invoke(app, ["train", "--config", config])
+    # The image stage continues after step 6, not from the start, and a finished stage is not
+    # redone; but the motion stage was trained on the 6-step image stage: it must not be reused.
     new = _log(trained)[len(before) :]
-    image_steps = [r["step"] for r in new if r["stage"] == "image" and "loss" in r]
-    assert image_steps == [7, 8, 9]  # continued after step 6, not from the start
-    assert not any(r["stage"] == "vae" for r in new)  # a finished stage is not redone
+    assert [r["step"] for r in new if r["stage"] == "image" and "loss" in r] == [7, 8, 9]
+    assert not any(r["stage"] == "vae" for r in new)
+    assert result.exit_code == 2 and "motion.ckpt" in result.stderr and "delete it" in result.stderr
+    (trained / "work" / "motion.ckpt").unlink()
+    result = CliRunner().invoke(app, ["train", "--config", config])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    pipe = AnimationPipeline.from_pretrained(trained / "model")
+    assert pipe.config.default_context_frames == 2
 
 
 def test_bad_config_is_one_line(tmp_path: Path) -> None:
@@ -98,6 +105,9 @@ def test_bad_config_is_one_line(tmp_path: Path) -> None:
     path.write_text('output = "m"\nwork_dir = "w"\nlearning_speed = 3\n')
     result = CliRunner().invoke(app, ["train", "--config", str(path)])
     assert result.exit_code == 2 and "unknown settings learning_speed" in result.stderr
+    path.write_text('output = "m"\nwork_dir = "w"\nlog_every = 0\n')
+    result = CliRunner().invoke(app, ["train", "--config", str(path)])
+    assert result.exit_code == 2 and "`log_every` must be a positive integer" in result.stderr
     with pytest.raises(Exception, match="required"):
         (tmp_path / "short.toml").write_text('output = "m"\n')
         TrainConfig.from_toml(tmp_path / "short.toml")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -95,6 +96,8 @@ class SyntheticVideoDetector:
         labels = np.asarray(labels, dtype=np.int64)
         if len(clips) != len(labels) or len(set(labels.tolist())) != 2:
             raise BadInput("the detector needs clips of both labels, one label per clip")
+        if self.steps < 1:
+            raise BadInput(f"training needs at least one step, got {self.steps}")
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
         network = self._network()
@@ -158,6 +161,8 @@ class SyntheticVideoDetector:
         """Fit Platt scaling on held-out clips and put the threshold at ``target_fpr`` of their real ones."""
         scores = self.decision_function(clips)
         labels = np.asarray(labels)
+        if len(set(labels.tolist())) != 2:
+            raise BadInput("calibration needs held-out real and generated clips")
         self.calibrator_ = LogisticRegression().fit(scores[:, None], labels)
         real = np.sort(scores[labels == 0])
         # The smallest score that at most target_fpr of the real clips reach.
@@ -181,10 +186,15 @@ class SyntheticVideoDetector:
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, folder: Path, card: dict | None = None) -> None:
+        """Weights and calibration into ``folder``, written beside it and swapped into place."""
         self._check_fitted()
+        if not hasattr(self, "calibrator_"):
+            raise BadInput("calibrate the detector before saving it")
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.network_.state_dict().items()}, folder / WEIGHTS_NAME)
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        save_file({k: v.contiguous() for k, v in self.network_.state_dict().items()}, partial / WEIGHTS_NAME)
         config = {
             "params": {
                 "backbone": self.backbone,
@@ -196,14 +206,22 @@ class SyntheticVideoDetector:
                 "target_fpr": self.target_fpr,
                 "seed": self.seed,
             },
-            "threshold": self.threshold_,
+            "threshold": self.threshold_ if math.isfinite(self.threshold_) else None,
             "platt": {
                 "coef": float(self.calibrator_.coef_[0, 0]),
                 "intercept": float(self.calibrator_.intercept_[0]),
             },
             **(card or {}),
         }
-        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2))
+        (partial / CONFIG_NAME).write_text(json.dumps(config, indent=2))
+        for card_file in folder.glob("*.md") if folder.is_dir() else ():  # hand-written cards stay
+            shutil.copy2(card_file, partial / card_file.name)
+        previous = folder.with_name(folder.name + ".old")
+        if folder.exists():
+            shutil.rmtree(previous, ignore_errors=True)
+            folder.replace(previous)
+        partial.replace(folder)
+        shutil.rmtree(previous, ignore_errors=True)
 
     @classmethod
     def load(cls, folder: Path) -> SyntheticVideoDetector:
@@ -216,10 +234,12 @@ class SyntheticVideoDetector:
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
             raise BadInput(f"{folder}: not a detector folder ({exc.__class__.__name__}: {exc})") from None
         detector.network_ = network.eval()
-        detector.threshold_ = float(config["threshold"])
+        threshold = config["threshold"]
+        detector.threshold_ = float("inf") if threshold is None else float(threshold)
         calibrator = LogisticRegression()
         calibrator.classes_ = np.array([0, 1])
         calibrator.coef_ = np.array([[config["platt"]["coef"]]])
         calibrator.intercept_ = np.array([config["platt"]["intercept"]])
+        calibrator.n_features_in_ = 1
         detector.calibrator_ = calibrator
         return detector

@@ -26,11 +26,15 @@ from skimage import data as photos
 from skimage.util import img_as_ubyte
 
 from anima.errors import BadInput
-from anima.media import read_video, write_video
+from anima.media import atomic_output, read_video, write_video
 
 SPLIT_SEEDS = {"train": 2_000_000, "val": 3_000_000, "test": 4_000_000}
-PHOTO_NAMES = ("coffee", "chelsea", "rocket", "astronaut", "immunohistochemistry", "hubble_deep_field",
-               "brick", "grass", "gravel", "coins", "moon", "camera", "horse", "colorwheel")  # fmt: skip
+# Each split pans over its own photographs, so no picture is in two splits.
+SPLIT_PHOTOS = {
+    "train": ("coffee", "rocket", "immunohistochemistry", "brick", "gravel", "moon", "horse", "colorwheel"),
+    "val": ("chelsea", "grass", "camera"),
+    "test": ("astronaut", "hubble_deep_field", "coins"),
+}
 PUBLISH_CRF = 18
 LISTING = "dataset.jsonl"
 
@@ -54,10 +58,13 @@ class DatasetPlan:
     size: int = 128
 
 
-def photo_pan(seed: int, frames: int, size: int) -> np.ndarray:
-    """A camera move (pan and zoom) over one of the package photographs: real footage, real texture."""
+def photo_pan(
+    seed: int, frames: int, size: int, names: tuple[str, ...] = SPLIT_PHOTOS["train"]
+) -> np.ndarray:
+    """A camera move (pan and zoom) over one of the package photographs ``names``: real footage,
+    real texture."""
     rng = np.random.default_rng(seed)
-    image = img_as_ubyte(getattr(photos, PHOTO_NAMES[seed % len(PHOTO_NAMES)])())
+    image = img_as_ubyte(getattr(photos, names[seed % len(names)])())
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     image = image[..., :3]
@@ -138,7 +145,8 @@ def upload_damage(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _write(folder: Path, entry: ClipEntry, frames: np.ndarray) -> None:
     path = folder / entry.path
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_video(path, frames, fps=12, crf=PUBLISH_CRF)
+    with atomic_output(path) as partial:  # a stopped build leaves no truncated clip to skip later
+        write_video(partial, frames, fps=12, crf=PUBLISH_CRF)
 
 
 def build_dataset(
@@ -148,6 +156,8 @@ def build_dataset(
     progress: Callable[[str], None] | None = None,
 ) -> list[ClipEntry]:
     """Write the clips of ``plan`` under ``folder`` (skipping those already there) and the listing."""
+    if plan.frames < 1:
+        raise BadInput(f"clips need at least one frame, got {plan.frames}")
     from anima.generate.puppets import sample_clip
     from anima.generate.runner import load_pipeline
     from anima.generate.training import generate_clip
@@ -175,7 +185,7 @@ def build_dataset(
             seed = first_seed + 500_000 + index
             entry = ClipEntry(f"{split}/real/photo-{seed}.mp4", split, 0, "photo", seed)
             if not (folder / entry.path).is_file():
-                _write(folder, entry, photo_pan(seed, plan.frames, plan.size))
+                _write(folder, entry, photo_pan(seed, plan.frames, plan.size, SPLIT_PHOTOS[split]))
             entries.append(entry)
             if progress:
                 progress(f"{split} photo {index + 1}/{plan.photos[split]}")

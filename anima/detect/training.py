@@ -8,7 +8,6 @@ and the true-positive rate at the shipped threshold and at 1% FPR, clean and per
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from anima.detect.classifier import SyntheticVideoDetector
 from anima.detect.dataset import ATTACKS, load_dataset, upload_damage
+from anima.errors import BadInput
 
 DAMAGED_COPIES = 2
 
@@ -41,6 +41,8 @@ def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, fpr: float) -> float:
 
 
 def metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    if len(set(np.asarray(labels).tolist())) != 2:
+        raise BadInput("measuring the detector needs real and generated clips in the split")
     return {
         "auc": float(roc_auc_score(labels, scores)),
         "ap": float(average_precision_score(labels, scores)),
@@ -90,7 +92,3 @@ def train_detector(
     }
     detector.save(output, card)
     return results
-
-
-def write_report(results: dict[str, dict[str, float]], path: Path) -> None:
-    path.write_text(json.dumps(results, indent=2))

@@ -131,6 +131,7 @@ def tiny_pipeline(
         conditioning_embedding_channels=width,
         conditioning_channels=WARP_GUIDED_CHANNELS if warp_guided else 3,
         block_out_channels=(8, 16, 16, 32),
+        latent_channels=vae.config.latent_channels if warp_guided else 0,
     )
     for parameter in pose_guider.conv_out.parameters():  # non-zero, so that pose matters in tests
         torch.nn.init.normal_(parameter, std=0.2)

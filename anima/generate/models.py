@@ -32,8 +32,12 @@ class PoseGuider(ModelMixin, ConfigMixin):
 
     Args:
         conditioning_embedding_channels: channels of the UNet's first feature map (320 for SD-1.5).
-        conditioning_channels: channels of the skeleton image (3, RGB in [0, 1]).
+        conditioning_channels: channels of the conditioning image (3: the skeleton, RGB in [0, 1];
+            warp-guided models add the limb warp and its coverage).
         block_out_channels: widths of the stages; each but the last is followed by a stride-2 conv.
+        latent_channels: when > 0, the guider also reads a latent-resolution input (the limb warp's
+            VAE latent), so the network gets the warp's appearance in the space it predicts in
+            instead of having to learn the VAE's encoder; 0 for the published checkpoints.
     """
 
     @register_to_config
@@ -42,6 +46,7 @@ class PoseGuider(ModelMixin, ConfigMixin):
         conditioning_embedding_channels: int = 320,
         conditioning_channels: int = 3,
         block_out_channels: tuple[int, ...] = (16, 32, 96, 256),
+        latent_channels: int = 0,
     ) -> None:
         super().__init__()
         self.conv_in = nn.Conv2d(conditioning_channels, block_out_channels[0], kernel_size=3, padding=1)
@@ -50,6 +55,8 @@ class PoseGuider(ModelMixin, ConfigMixin):
             self.blocks.append(nn.Conv2d(channels_in, channels_in, kernel_size=3, padding=1))
             self.blocks.append(nn.Conv2d(channels_in, channels_out, kernel_size=3, padding=1, stride=2))
         self.conv_out = nn.Conv2d(block_out_channels[-1], conditioning_embedding_channels, 3, padding=1)
+        if latent_channels:
+            self.latent_in = nn.Conv2d(latent_channels, block_out_channels[-1], kernel_size=3, padding=1)
         # Zero output at initialisation: a fresh guider leaves the UNet exactly as it was.
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
@@ -58,11 +65,16 @@ class PoseGuider(ModelMixin, ConfigMixin):
     def downscale_factor(self) -> int:
         return 2 ** (len(self.blocks) // 2)
 
-    def forward(self, conditioning: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) skeleton images in [0, 1] -> (N, C, H/8, W/8) features."""
+    def forward(self, conditioning: torch.Tensor, latents: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, C, H, W) images in [0, 1] (and, with ``latent_channels``, (N, L, H/8, W/8) latents)
+        -> (N, C', H/8, W/8) features."""
         embedding = F.silu(self.conv_in(conditioning))
         for block in self.blocks:
             embedding = F.silu(block(embedding))
+        if self.config.latent_channels:
+            if latents is None:
+                raise ValueError("this pose guider also reads latents (the limb warp's); none were given")
+            embedding = embedding + self.latent_in(latents.to(embedding.dtype))
         return self.conv_out(embedding)
 
 

@@ -77,8 +77,8 @@ class AnimationPipeline(DiffusionPipeline):
         pose_guider: maps skeleton frames to features added after the denoiser's ``conv_in``.
         scheduler: a DDIM scheduler.
         feature_extractor: CLIP preprocessing (224 px, CLIP normalisation).
-        default_steps, default_guidance, default_strength: the sampling settings this model was
-            made for, used when a call leaves them out (saved with the pipeline).
+        default_steps, default_guidance, default_strength, default_context_frames: the sampling
+            settings this model was made for, used when a call leaves them out (saved with it).
 
     Example:
         >>> pipe = AnimationPipeline.from_pretrained("models/anima-puppets")
@@ -100,6 +100,7 @@ class AnimationPipeline(DiffusionPipeline):
         default_steps: int = 25,
         default_guidance: float = 3.5,
         default_strength: float = 1.0,
+        default_context_frames: int | None = None,
     ) -> None:
         super().__init__()
         self.register_modules(
@@ -114,7 +115,10 @@ class AnimationPipeline(DiffusionPipeline):
         self.reference_bank = ReferenceBank()
         attach_reference_attention(reference_unet, denoising_unet, self.reference_bank)
         self.register_to_config(
-            default_steps=default_steps, default_guidance=default_guidance, default_strength=default_strength
+            default_steps=default_steps,
+            default_guidance=default_guidance,
+            default_strength=default_strength,
+            default_context_frames=default_context_frames,
         )
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
 
@@ -174,6 +178,12 @@ class AnimationPipeline(DiffusionPipeline):
             if strength < 1:
                 raise ValueError("`strength` < 1 starts from the limb warp: only a warp-guided model has one")
             return
+        latent_channels = self.pose_guider.config.latent_channels
+        if latent_channels not in (0, self.vae.config.latent_channels):
+            raise ValueError(
+                f"pose guider reads {latent_channels}-channel latents but the VAE makes "
+                f"{self.vae.config.latent_channels}: these components do not belong together"
+            )
         if reference_pose is None or poses is None:
             raise ValueError("this model is warp-guided: give `reference_pose` and `poses` (keypoints)")
         if np.shape(reference_pose) != (18, 3):
@@ -231,15 +241,20 @@ class AnimationPipeline(DiffusionPipeline):
         width: int,
         device: torch.device,
         warp: tuple[torch.Tensor, torch.Tensor] | None = None,
+        warp_latents: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Pose Guider features for every frame, (frames, C, h, w); a warp-guided guider also reads
-        each frame's warped reference and coverage."""
+        each frame's warped reference and coverage (and, if it takes latents, the warp's latents
+        (1, C, frames, h, w))."""
         features = []
         for index, frame in enumerate(pose_frames):
             image = self._image_tensor(frame, height, width, f"pose_frames[{index}]")
+            latent = None
             if warp is not None:
                 image = torch.cat([image, warp[0][index : index + 1], warp[1][index : index + 1]], dim=1)
-            features.append(self.pose_guider(image.to(device, self.pose_guider.dtype)))
+            if warp_latents is not None and self.pose_guider.config.latent_channels:
+                latent = warp_latents[:, :, index]
+            features.append(self.pose_guider(image.to(device, self.pose_guider.dtype), latent))
         return torch.cat(features)
 
     @torch.no_grad()
@@ -327,7 +342,8 @@ class AnimationPipeline(DiffusionPipeline):
                 less starts from the limb warp noised that far (warp-guided models only).
             reference_pose, poses (`np.ndarray`, (18, 3) and (frames, 18, 3)): normalised OpenPose
                 keypoints of the reference and of every target frame; warp-guided models need them.
-            context_frames (`int`, defaults to the motion modules' length): frames seen at once.
+            context_frames (`int`, defaults to the model's `default_context_frames`, else the motion
+                modules' length): frames seen at once.
             context_overlap (`int`, defaults to a quarter of a window, at most 4): frames shared by
                 neighbouring windows.
             generator (`torch.Generator`, optional): for reproducible noise.
@@ -339,7 +355,7 @@ class AnimationPipeline(DiffusionPipeline):
         guidance_scale = config.default_guidance if guidance_scale is None else guidance_scale
         strength = config.default_strength if strength is None else strength
         if context_frames is None:
-            context_frames = self.denoising_unet.config.motion_max_seq_length
+            context_frames = config.default_context_frames or self.denoising_unet.config.motion_max_seq_length
         if context_overlap is None:
             context_overlap = min(4, context_frames // 4)
         first = _to_rgb_array(pose_frames[0], "pose_frames[0]") if len(pose_frames) else None
@@ -378,10 +394,11 @@ class AnimationPipeline(DiffusionPipeline):
         )
 
         # 3. Pose features for every frame (with the limb warp, for a warp-guided model).
-        warp = None
+        warp = warp_latents = None
         if self.warp_guided:
             warp = self.limb_warp(reference_image, reference_pose, poses, height, width)
-        pose_features = self.encode_poses(pose_frames, height, width, device, warp)
+            warp_latents = self.encode_frames(warp[0], device)
+        pose_features = self.encode_poses(pose_frames, height, width, device, warp, warp_latents)
 
         # 4. Timesteps: the whole schedule, or its last `strength` share starting from the noised warp.
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -389,7 +406,7 @@ class AnimationPipeline(DiffusionPipeline):
         start = None
         if strength < 1:
             timesteps = timesteps[num_inference_steps - max(1, round(num_inference_steps * strength)) :]
-            start = (self.encode_frames(warp[0], device), timesteps[0])
+            start = (warp_latents, timesteps[0])
         dtype = self.denoising_unet.dtype
         latents = self.prepare_latents(num_frames, height, width, dtype, device, generator, latents, start)
 

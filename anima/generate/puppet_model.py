@@ -111,6 +111,7 @@ def puppet_pipeline(arch: PuppetArchitecture, vae: AutoencoderKL, seed: int = 0)
         conditioning_embedding_channels=arch.unet_channels[0],
         conditioning_channels=WARP_GUIDED_CHANNELS,
         block_out_channels=guider_widths,
+        latent_channels=arch.latent_channels,
     )
     return AnimationPipeline(
         vae=vae,

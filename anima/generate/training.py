@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 import tomllib
 from collections.abc import Iterator
@@ -71,6 +72,26 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        positive = ("train_clips", "clip_length", "vae_batch", "vae_crop", "image_batch",
+                    "motion_batch", "clip_frames", "max_timestep", "checkpoint_every", "sample_every",
+                    "log_every")  # fmt: skip
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise BadInput(f"training config: `{name}` must be a positive integer, got {value!r}")
+        arch = self.architecture
+        checks = (
+            (self.clip_frames <= min(self.clip_length, arch.motion_frames),
+             f"`clip_frames` ({self.clip_frames}) must fit in `clip_length` and `motion_frames`"),
+            (self.vae_crop <= arch.size, f"`vae_crop` ({self.vae_crop}) must be at most `size`"),
+            (bool(self.validation_seeds), "`validation_seeds` must name at least one clip"),
+            (self.max_timestep <= 1000, "`max_timestep` must be at most 1000"),
+        )  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise BadInput(f"training config: {message}")
+
     @classmethod
     def from_toml(cls, path: Path) -> TrainConfig:
         try:
@@ -92,7 +113,10 @@ class TrainConfig:
         arch = PuppetArchitecture(**{k: tuple(v) if isinstance(v, list) else v for k, v in arch_raw.items()})
         if "validation_seeds" in raw:
             raw["validation_seeds"] = tuple(raw["validation_seeds"])
-        return cls(architecture=arch, **raw)
+        try:
+            return cls(architecture=arch, **raw)
+        except TypeError as exc:
+            raise BadInput(f"{path}: {exc}") from None
 
 
 class PuppetFrames:
@@ -145,9 +169,11 @@ class EMA:
         self.parameters, self.decay = parameters, decay
         self.shadow = [p.detach().clone() for p in parameters]
 
-    def update(self) -> None:
+    def update(self, step: int) -> None:
+        # Warm-up: a short stage must not keep a large share of its starting weights.
+        decay = min(self.decay, (1 + step) / (10 + step))
         with torch.no_grad():
-            torch._foreach_lerp_(self.shadow, [p.detach() for p in self.parameters], 1 - self.decay)
+            torch._foreach_lerp_(self.shadow, [p.detach() for p in self.parameters], 1 - decay)
 
     def copy_to_model(self) -> None:
         with torch.no_grad():
@@ -211,9 +237,21 @@ class Trainer:
         ema = EMA(parameters, self.config.ema_decay)
         state = checkpoint.load()
         step = 0
+        upstream = self._upstream(stage)
         if state is not None:
-            for name, module in modules.items():
-                module.load_state_dict(state["modules"][name])
+            if state.get("upstream", upstream) != upstream:
+                raise BadInput(
+                    f"{checkpoint.path} continues earlier stages of other lengths ({state['upstream']}, now "
+                    f"{upstream}); delete it to retrain from there, or use another work_dir"
+                )
+            try:
+                for name, module in modules.items():
+                    module.load_state_dict(state["modules"][name])
+            except (RuntimeError, KeyError) as exc:
+                raise BadInput(
+                    f"{checkpoint.path} holds another architecture ({exc.__class__.__name__}); "
+                    "delete it or use another work_dir"
+                ) from None
             optimizer.load_state_dict(state["optimizer"])
             ema.shadow = state["ema"]
             self.rng.bit_generator.state = state["rng"]
@@ -235,7 +273,7 @@ class Trainer:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
             optimizer.step()
-            ema.update()
+            ema.update(step)
             step += 1
             losses.append(float(loss.detach()))
             progress.update(task, completed=step, status=f"loss {np.mean(losses[-50:]):.4f}")
@@ -258,6 +296,7 @@ class Trainer:
                         "rng": self.rng.bit_generator.state,
                         "torch_rng": torch.get_rng_state(),
                         "step": step,
+                        "upstream": upstream,
                     }
                 )
             if on_sample is not None and (step % self.config.sample_every == 0 or step == total):
@@ -269,6 +308,13 @@ class Trainer:
                         parameter.copy_(value)
         ema.copy_to_model()
         progress.remove_task(task)
+
+    def _upstream(self, stage: str) -> dict[str, int]:
+        """The lengths of the stages a stage builds on: resuming on top of changed ones would mix
+        weights trained against different inputs."""
+        config = self.config
+        lengths = {"vae": config.vae_steps, "image": config.image_steps}
+        return {name: lengths[name] for name in STAGES[: STAGES.index(stage)]}
 
     # -- stage 0: the VAE ----------------------------------------------------------------------
     def train_vae(self, progress: Progress) -> torch.nn.Module:
@@ -345,7 +391,7 @@ class Trainer:
         pipe.reference_unet(
             reference_latents, torch.zeros(batch), encoder_hidden_states=tokens, return_dict=False
         )
-        features = pipe.pose_guider(cond)
+        features = pipe.pose_guider(cond, warp_latents if pipe.pose_guider.config.latent_channels else None)
         video = noisy.view(batch, frames, *noisy.shape[1:]).transpose(1, 2)  # (B, C, F, h, w)
         with pose_features_after_conv_in(pipe.denoising_unet, features):
             velocity = pipe.denoising_unet(
@@ -467,16 +513,24 @@ class Trainer:
         """The pipeline (EMA weights) as a diffusers folder, written beside and renamed into place."""
         output = self.config.output
         partial = output.with_name(output.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        # Sample windows as long as the clips the motion modules learned from.
+        self.pipe.register_to_config(default_context_frames=self.config.clip_frames)
         self.pipe.save_pretrained(partial, safe_serialization=True)
-        (partial / "training.json").write_text(
-            json.dumps({**asdict(self.config), "output": str(output), "work_dir": str(self.config.work_dir)},
-                       indent=2, default=str)
-        )  # fmt: skip
+        # The settings it was trained with, without this machine's paths.
+        settings = {**asdict(self.config), "output": output.name}
+        del settings["work_dir"]
+        (partial / "training.json").write_text(json.dumps(settings, indent=2, default=str))
         if output.exists():
-            import shutil
-
-            shutil.rmtree(output)
-        partial.replace(output)
+            for card in output.glob("*.md"):  # hand-written model cards stay
+                shutil.copy2(card, partial / card.name)
+            previous = output.with_name(output.name + ".old")
+            shutil.rmtree(previous, ignore_errors=True)
+            output.replace(previous)
+            partial.replace(output)
+            shutil.rmtree(previous)
+        else:
+            partial.replace(output)
 
 
 def generate_clip(

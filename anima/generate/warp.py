@@ -85,7 +85,8 @@ def _bones(points: np.ndarray, found: np.ndarray, scale: float) -> dict[str, _Bo
         if found[SHOULDERS[0]] and found[SHOULDERS[1]]:
             across = (points[SHOULDERS[1]] - points[SHOULDERS[0]]) / 2  # signed: flips in a back view
         else:
-            across = _perpendicular(pelvis - neck) * scale * TORSO_RADIUS
+            # Toward the image's +x in a front view, as the shoulder span (right to left) is.
+            across = -_perpendicular(pelvis - neck) * scale * TORSO_RADIUS
         bones["torso"] = _Bone(neck, pelvis, across, TORSO_RADIUS * scale)
     centre = _head_centre(points, found)
     if found[NECK] and centre is not None:
