@@ -515,6 +515,21 @@ def detector_train(
     console.print(f"[green]saved[/] {output}", highlight=False)
 
 
+@detector_app.command("calibrate")
+def detector_calibrate(
+    dataset: Annotated[Path, typer.Argument(help="Folder made by `anima detector dataset`.")],
+    detector: Annotated[Path | None, typer.Option(help="Detector folder (default: the shipped one).")] = None,
+) -> None:
+    """Set a trained detector's calibration and 1%-FPR threshold anew on val; report test metrics."""
+    from anima.detect.training import recalibrate
+
+    try:
+        results = recalibrate(dataset, detector or flows.DEFAULT_DETECTOR)
+    except AnimaError as exc:
+        raise _fail(exc) from None
+    console.print(_metrics_table(results))
+
+
 @detector_app.command("eval")
 def detector_eval(
     dataset: Annotated[Path, typer.Argument(help="Folder made by `anima detector dataset`.")],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -80,7 +81,10 @@ def test_scan_writes_a_row_per_file_to_all_outputs_and_the_ledger(
     with open(out / scan.CSV_NAME, newline="") as handle:
         table = list(csv.DictReader(handle))
     assert [row["path"] for row in table] == [row["path"] for row in summary.rows]
-    assert {row["score"] for row in table} == {""}  # no classifier yet
+    # The detector scores every readable file (plain numbers, not formula-quoted text); not the broken one.
+    scores = {row["path"].rsplit("/", 1)[-1]: row["score"] for row in table}
+    assert scores.pop("broken.mp4") == ""
+    assert all(re.fullmatch(r"-?\d+\.\d+(e-?\d+)?", score) for score in scores.values())
 
     page = (out / scan.HTML_NAME).read_text()
     assert "<img src=x" not in page and html.escape(HOSTILE) in page

@@ -112,6 +112,8 @@ def _cell(value: Any) -> str:
     """A CSV cell; text that a spreadsheet would run as a formula is prefixed with a quote."""
     if value is None:
         return ""
+    if isinstance(value, int | float):  # a number, negative or not, is never a formula
+        return repr(value)
     text = str(value)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 

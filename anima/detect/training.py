@@ -1,20 +1,23 @@
 """Training and measuring the detector: ``anima detector train`` / ``anima detector eval``.
 
 The training pool holds every training clip as published plus damaged copies (uploads crop,
-resize, blur and re-encode); calibration uses the validation split, as published and damaged, so
-the threshold's false-positive rate holds for uploaded real clips too. Evaluation reports AUC, AP
-and the true-positive rate at the shipped threshold and at 1% FPR, clean and per attack.
+resize, blur and re-encode); calibration uses the validation split as published, so the threshold
+lets 1% of held-out real clips through. (Calibrating on damaged copies as well put the threshold
+above every blurred real clip and caught 10% of ours; the false-positive rate after each attack is
+reported instead.) Evaluation reports AUC, AP and the true- and false-positive rates at the shipped
+threshold and the TPR at 1% FPR, clean and per attack.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from anima.detect.classifier import SyntheticVideoDetector
+from anima.detect.classifier import CONFIG_NAME, SyntheticVideoDetector
 from anima.detect.dataset import ATTACKS, load_dataset, upload_damage
 from anima.errors import BadInput
 
@@ -76,10 +79,24 @@ def train_detector(
     pool, pool_labels = with_damaged_copies(clips, labels, DAMAGED_COPIES, seed=detector.seed)
     detector.fit(pool, pool_labels, progress=progress)
     val_clips, val_labels, _ = load_dataset(dataset, "val")
-    val_pool, val_pool_labels = with_damaged_copies(
-        val_clips, val_labels, DAMAGED_COPIES, seed=detector.seed + 1
-    )
-    detector.calibrate(val_pool, val_pool_labels)
+    detector.calibrate(val_clips, val_labels)
+    return _save_with_card(dataset, output, detector, labels, val_labels)
+
+
+def recalibrate(dataset: Path, folder: Path) -> dict[str, dict[str, float]]:
+    """Calibrate a trained detector anew on the val split and re-measure it on test (no training)."""
+    detector = SyntheticVideoDetector.load(folder)
+    card = json.loads((Path(folder) / CONFIG_NAME).read_text())
+    detector.loss_history_ = [card["final_loss"]]
+    _, train_labels, _ = load_dataset(dataset, "train")
+    val_clips, val_labels, _ = load_dataset(dataset, "val")
+    detector.calibrate(val_clips, val_labels)
+    return _save_with_card(dataset, folder, detector, train_labels, val_labels)
+
+
+def _save_with_card(
+    dataset: Path, output: Path, detector: SyntheticVideoDetector, labels: np.ndarray, val_labels: np.ndarray
+) -> dict[str, dict[str, float]]:
     test_clips, test_labels, _ = load_dataset(dataset, "test")
     results = evaluate(detector, test_clips, test_labels)
     card = {
