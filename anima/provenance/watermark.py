@@ -248,7 +248,9 @@ def extract(frames: np.ndarray | list[np.ndarray], max_frames: int = 48) -> Wate
     height, width = frames[0].shape[:2]
     _check_frame_size(height, width)
     base_h, base_w = _work_size(height, width)
-    base = [_work_residual(np.asarray(frames[i]), base_h, base_w) for i in picks]
+    # Resizing and folding are linear, so the frames' mean residual folds to what folding every
+    # frame would give, at one resize and one fold per scale instead of one per frame.
+    base = np.mean([_work_residual(np.asarray(frames[i]), base_h, base_w) for i in picks], axis=0)
 
     best = (-np.inf, (0, 0), 1.0, np.zeros((TILE, TILE)))
     for scale in SCALES:
@@ -256,8 +258,8 @@ def extract(frames: np.ndarray | list[np.ndarray], max_frames: int = 48) -> Wate
         if size == (base_h, base_w):
             scaled = base
         else:
-            scaled = [cv2.resize(r, (size[1], size[0]), interpolation=cv2.INTER_LINEAR) for r in base]
-        folded = _fold(scaled)
+            scaled = cv2.resize(base, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        folded = _fold([scaled])
         z, shift = _correlate_sync(folded)
         if z > best[0]:
             best = (z, shift, float(scale), folded)
