@@ -36,7 +36,7 @@ from anima.generate.pipeline import AnimationPipeline
 from anima.generate.pose.render import render_pose
 from anima.generate.puppet_model import PuppetArchitecture, puppet_pipeline, puppet_vae
 from anima.generate.puppets import PuppetClip, sample_clip
-from anima.generate.warp import limb_warp
+from anima.generate.warp import warp_sequence
 
 MIN_SNR_GAMMA = 5.0
 STAGES = ("vae", "image", "motion")
@@ -156,9 +156,8 @@ def conditioning(reference: np.ndarray, reference_pose: np.ndarray, poses: np.nd
     """The warp-guided Pose Guider's input for each target pose: (N, 7, H, W)."""
     height, width = reference.shape[:2]
     skeletons = np.stack([render_pose(pose, (width, height)) for pose in poses])
-    warps = [limb_warp(reference, reference_pose, pose) for pose in poses]
-    images = np.stack([w.image for w in warps])
-    coverage = np.stack([w.coverage for w in warps])[..., None]
+    images, coverage = warp_sequence(reference, reference_pose, poses)
+    coverage = coverage[..., None]
     return torch.cat([_to_tensor(skeletons), _to_tensor(images), _to_tensor(coverage)], dim=1)
 
 
@@ -484,9 +483,7 @@ class Trainer:
         frames = np.arange(0, self.config.clip_length, max(1, self.config.clip_length // 8))[:8]
         for clip in self.validation_clips():
             output = generate_clip(pipe, clip, frames, generator=torch.Generator().manual_seed(0))
-            warped = np.stack(
-                [limb_warp(clip.frames[0], clip.keypoints[0], clip.keypoints[i]).image for i in frames]
-            )
+            warped = warp_sequence(clip.frames[0], clip.keypoints[0], clip.keypoints[frames])[0]
             model_scores.append(psnr(output, clip.frames[frames]))
             warp_scores.append(psnr(warped, clip.frames[frames]))
             rows.append((clip, frames, output, warped))

@@ -120,42 +120,62 @@ def _clamped_span(target: _Bone, reference: _Bone) -> _Bone:
     return _Bone(target.start, target.end, across, target.radius)
 
 
-def body_mask(keypoints: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(H, W) bool: pixels within reach of some bone of this skeleton."""
+def _pixel_grid(width: int, height: int) -> np.ndarray:
+    """(H, W, 2) pixel centres."""
+    return np.stack(np.meshgrid(np.arange(width), np.arange(height)), axis=-1).astype(np.float64) + 0.5
+
+
+def _skeleton_bones(keypoints: np.ndarray, size: tuple[int, int]) -> dict[str, _Bone] | None:
+    """The bones of one skeleton on a ``size`` canvas; ``None`` without a neck and a hip."""
     points, found = _pixels(keypoints, size)
     scale = _body_scale(points, found)
-    width, height = size
-    mask = np.zeros((height, width), dtype=bool)
-    if scale is None:
-        return mask
-    grid = np.stack(np.meshgrid(np.arange(width), np.arange(height)), axis=-1).astype(np.float64) + 0.5
-    for bone in _bones(points, found, scale).values():
+    return None if scale is None else _bones(points, found, scale)
+
+
+def _reach(bones: dict[str, _Bone], grid: np.ndarray) -> np.ndarray:
+    mask = np.zeros(grid.shape[:2], dtype=bool)
+    for bone in bones.values():
         mask |= _segment_coordinates(grid, bone)[2] < bone.radius
     return mask
 
 
-def limb_warp(
-    reference: np.ndarray, reference_keypoints: np.ndarray, target_keypoints: np.ndarray
-) -> WarpResult:
-    """The reference (H, W, 3) uint8 warped from its pose into the target pose (both (18, 3),
-    normalised to the reference's canvas)."""
-    height, width = reference.shape[:2]
-    size = (width, height)
-    ref_points, ref_found = _pixels(reference_keypoints, size)
-    tgt_points, tgt_found = _pixels(target_keypoints, size)
-    ref_scale, tgt_scale = _body_scale(ref_points, ref_found), _body_scale(tgt_points, tgt_found)
+def body_mask(keypoints: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool: pixels within reach of some bone of this skeleton."""
+    bones = _skeleton_bones(keypoints, size)
+    if bones is None:
+        return np.zeros((size[1], size[0]), dtype=bool)
+    return _reach(bones, _pixel_grid(*size))
 
+
+@dataclass(frozen=True)
+class _Reference:
+    """What every warp of one reference shares: its picture, bones, pixel grid and background."""
+
+    image: np.ndarray
+    bones: dict[str, _Bone] | None
+    grid: np.ndarray
+    background: np.ndarray
+
+
+def _prepare(reference: np.ndarray, reference_keypoints: np.ndarray) -> _Reference:
+    height, width = reference.shape[:2]
+    bones = _skeleton_bones(reference_keypoints, (width, height))
+    grid = _pixel_grid(width, height)
     background = reference
-    ref_body = body_mask(reference_keypoints, size)
+    ref_body = _reach(bones, grid) if bones is not None else np.zeros((height, width), dtype=bool)
     if ref_body.any():
         dilated = cv2.dilate(ref_body.astype(np.uint8), np.ones((5, 5), np.uint8))
         background = cv2.inpaint(reference, dilated, INPAINT_RADIUS, cv2.INPAINT_TELEA)
-    if ref_scale is None or tgt_scale is None:
-        return WarpResult(background.copy(), np.zeros((height, width), np.float32))
+    return _Reference(reference, bones, grid, background)
 
-    ref_bones = _bones(ref_points, ref_found, ref_scale)
-    tgt_bones = _bones(tgt_points, tgt_found, tgt_scale)
-    grid = np.stack(np.meshgrid(np.arange(width), np.arange(height)), axis=-1).astype(np.float64) + 0.5
+
+def _warp(prepared: _Reference, target_keypoints: np.ndarray) -> WarpResult:
+    reference, grid, background = prepared.image, prepared.grid, prepared.background
+    height, width = reference.shape[:2]
+    tgt_bones = _skeleton_bones(target_keypoints, (width, height))
+    ref_bones = prepared.bones
+    if ref_bones is None or tgt_bones is None:
+        return WarpResult(background.copy(), np.zeros((height, width), np.float32))
     best = np.full((height, width), np.inf)
     source = grid.copy()
     for name, target in tgt_bones.items():
@@ -179,10 +199,19 @@ def limb_warp(
     return WarpResult(image.round().astype(np.uint8), coverage)
 
 
+def limb_warp(
+    reference: np.ndarray, reference_keypoints: np.ndarray, target_keypoints: np.ndarray
+) -> WarpResult:
+    """The reference (H, W, 3) uint8 warped from its pose into the target pose (both (18, 3),
+    normalised to the reference's canvas)."""
+    return _warp(_prepare(reference, reference_keypoints), target_keypoints)
+
+
 def warp_sequence(
     reference: np.ndarray, reference_keypoints: np.ndarray, target_keypoints: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Warp the reference into every pose of ``target_keypoints`` (frames, 18, 3):
     images (frames, H, W, 3) uint8 and coverage (frames, H, W) float32."""
-    results = [limb_warp(reference, reference_keypoints, pose) for pose in target_keypoints]
+    prepared = _prepare(reference, reference_keypoints)  # bones and background once, not per frame
+    results = [_warp(prepared, pose) for pose in target_keypoints]
     return np.stack([r.image for r in results]), np.stack([r.coverage for r in results])
