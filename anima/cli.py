@@ -54,6 +54,9 @@ HomeOption = Annotated[
 ]
 
 
+DatasetArgument = Annotated[Path, typer.Argument(help="Folder made by `anima detector dataset`.")]
+DetectorOption = Annotated[Path | None, typer.Option(help="Detector folder (default: the shipped one).")]
+
 PolicyOption = Annotated[
     Path | None,
     typer.Option("--policy", help="Policy file (default $ANIMA_HOME/policy.toml, else safe defaults)."),
@@ -488,7 +491,7 @@ def _metrics_table(results: dict[str, dict[str, float]]) -> Table:
 
 @detector_app.command("train")
 def detector_train(
-    dataset: Annotated[Path, typer.Argument(help="Folder made by `anima detector dataset`.")],
+    dataset: DatasetArgument,
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the trained detector.")],
     backbone: Annotated[
         str, typer.Option(help="timm model name (trained from scratch).")
@@ -517,8 +520,8 @@ def detector_train(
 
 @detector_app.command("calibrate")
 def detector_calibrate(
-    dataset: Annotated[Path, typer.Argument(help="Folder made by `anima detector dataset`.")],
-    detector: Annotated[Path | None, typer.Option(help="Detector folder (default: the shipped one).")] = None,
+    dataset: DatasetArgument,
+    detector: DetectorOption = None,
 ) -> None:
     """Set a trained detector's calibration and 1%-FPR threshold anew on val; report test metrics."""
     from anima.detect.training import recalibrate
@@ -532,8 +535,8 @@ def detector_calibrate(
 
 @detector_app.command("eval")
 def detector_eval(
-    dataset: Annotated[Path, typer.Argument(help="Folder made by `anima detector dataset`.")],
-    detector: Annotated[Path | None, typer.Option(help="Detector folder (default: the shipped one).")] = None,
+    dataset: DatasetArgument,
+    detector: DetectorOption = None,
     split: Annotated[str, typer.Option(help="Which split to measure on.")] = "test",
 ) -> None:
     """AUC, AP and TPR at 1% FPR, clean and after each attack (CRF 28, 0.5x resize)."""
