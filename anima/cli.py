@@ -432,8 +432,8 @@ def train(
     ],
 ) -> None:
     """Train the default model on puppets (resumes from the last checkpoint in the config's work_dir)."""
-    from anima.generate.training import TrainConfig
-    from anima.generate.training import train as run_training
+    from anima.training.trainer import TrainConfig
+    from anima.training.trainer import train as run_training
 
     try:
         settings = TrainConfig.from_toml(config)
@@ -563,7 +563,7 @@ def pose_extract(
     ] = None,
 ) -> None:
     """Extract an OpenPose-18 pose sequence from a video (offline)."""
-    from anima.generate.pose import extract_driving_pose, render_video
+    from anima.pose import extract_driving_pose, render_video
 
     if dwpose is None:
         errors.print("extracting with MediaPipe BlazePose (its tool environment is built on first use)")
@@ -593,7 +593,7 @@ def pose_render(
     frames: Annotated[int, typer.Option(help="Length of a built-in motion, in frames.")] = 48,
 ) -> None:
     """Render a pose sequence as a skeleton video, as the pose guider sees it."""
-    from anima.generate.pose import builtin_motion, read_pose_json, render_video
+    from anima.pose import builtin_motion, read_pose_json, render_video
 
     try:
         spec = str(pose)
@@ -620,7 +620,7 @@ def puppets_sheet(
     """Draw a contact sheet of puppet clips: one clip of a random kind per row, frames across."""
     import cv2
 
-    from anima.generate.puppets import contact_sheet
+    from anima.puppets import contact_sheet
 
     try:
         for name, value, low in (("--count", count, 1), ("--frames", frames, 1), ("--size", size, 32)):

@@ -21,8 +21,8 @@ from PIL import Image
 
 from anima import media
 from anima.config import Settings
-from anima.detect import report as scan_report
-from anima.detect import scan as scan_engine
+from anima.scan import report as scan_report
+from anima.scan import engine as scan_engine
 from anima.errors import BadInput, MediaError, PolicyDenied, ProvenanceError
 from anima.generate.request import GenerationRequest
 from anima.ledger import ConsentGrant, Identity, Ledger, Stamp

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from anima.generate.pose import PoseSequence
-from anima.generate.puppets import sample_clip
+from anima.pose import PoseSequence
+from anima.puppets import sample_clip
 
 SEED = 7_000_002
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from anima.generate.pose import PoseSequence
-from anima.generate.quality import psnr
+from anima.pose import PoseSequence
+from anima.training.quality import psnr
 from anima.generate.runner import DEFAULT_MODEL, default_pipeline
 from anima.media import read_image
 
@@ -33,8 +33,8 @@ def test_shipped_weights_are_small_safetensors() -> None:
 
 
 def test_default_model_animates_the_sample(pipe) -> None:
-    from anima.generate.pose.render import render_pose
-    from anima.generate.puppets import sample_clip
+    from anima.pose.render import render_pose
+    from anima.puppets import sample_clip
 
     reference = read_image(SAMPLES / "puppet.png")
     reference_pose = PoseSequence.load(SAMPLES / "puppet.pose.json").keypoints[0]

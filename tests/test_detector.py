@@ -86,9 +86,9 @@ def test_upload_damage_keeps_a_playable_clip() -> None:
 
 def _fresh_generation(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A clip of a character and motion no model saw, by the shipped generator, and its truth."""
-    from anima.generate.puppets import sample_clip
+    from anima.puppets import sample_clip
     from anima.generate.runner import default_pipeline
-    from anima.generate.training import generate_clip
+    from anima.training.trainer import generate_clip
 
     pipe = default_pipeline("cpu")
     pipe.set_progress_bar_config(disable=True)

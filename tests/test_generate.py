@@ -237,7 +237,7 @@ def test_generate_cli_bad_input(
 
 
 def _standing_pose(shift: float = 0.0) -> np.ndarray:
-    from anima.generate.pose import builtin_motion
+    from anima.pose import builtin_motion
 
     keypoints = builtin_motion("motion:dance", 6, 12.0, (SIZE, SIZE)).keypoints.copy()
     keypoints[:, :, 0] += shift

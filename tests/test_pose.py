@@ -12,7 +12,7 @@ import pytest
 from skimage import data
 
 from anima.errors import BadInput, MediaError
-from anima.generate.pose import (
+from anima.pose import (
     COLORS,
     LIMBS,
     MOTIONS,
@@ -31,8 +31,8 @@ from anima.generate.pose import (
     render_sequence,
     render_video,
 )
-from anima.generate.pose.blazepose import blazepose_to_openpose
-from anima.generate.pose.dwpose import DETECTOR_FILE, POSE_FILE
+from anima.pose.blazepose import blazepose_to_openpose
+from anima.pose.dwpose import DETECTOR_FILE, POSE_FILE
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pose"
 NECK, R_SHOULDER, R_ELBOW, L_SHOULDER, R_HIP, L_HIP = 1, 2, 3, 5, 8, 11

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from anima.cli import app
-from anima.generate.puppets import (
+from anima.puppets import (
     CLIP_KINDS,
     PuppetClip,
     contact_sheet,

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from anima import flows
 from anima.cli import app
 from anima.config import Settings
-from anima.detect import report, scan
+from anima.scan import engine as scan
+from anima.scan import report
 from anima.errors import BadInput
 from anima.ledger import Ledger
 from anima.media import write_video

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from anima.cli import app
 from anima.generate.pipeline import AnimationPipeline
-from anima.generate.training import TrainConfig
+from anima.training.trainer import TrainConfig
 
 TINY = """
 output = "model"
@@ -72,8 +72,8 @@ def test_short_run_lowers_the_vae_loss(trained: Path) -> None:
 
 
 def test_output_is_a_warp_guided_pipeline_that_animates(trained: Path) -> None:
-    from anima.generate.puppets import sample_clip
-    from anima.generate.training import generate_clip
+    from anima.puppets import sample_clip
+    from anima.training.trainer import generate_clip
 
     pipe = AnimationPipeline.from_pretrained(trained / "model")
     pipe.set_progress_bar_config(disable=True)

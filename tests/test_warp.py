@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from anima.generate.pose import builtin_motion
+from anima.pose import builtin_motion
 from anima.generate.warp import body_mask, limb_warp, warp_sequence
 
 SIZE = (96, 128)  # width, height

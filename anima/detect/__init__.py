@@ -1,6 +1,2 @@
-"""Detection: the synthetic-video classifier and its training, and batch scans (``scan``, with
-their reports in ``report``).
-
-``detect`` never imports ``flows``: a scan is handed the per-file check as a picklable function, so
-the engine runs it in worker processes or Ray tasks without knowing what it decides.
-"""
+"""Detection: the classifier of this generator's output (a scikit-learn estimator), its dataset,
+training and calibration. Batch scans live in :mod:`anima.scan`."""

@@ -158,9 +158,9 @@ def build_dataset(
     """Write the clips of ``plan`` under ``folder`` (skipping those already there) and the listing."""
     if plan.frames < 1:
         raise BadInput(f"clips need at least one frame, got {plan.frames}")
-    from anima.generate.puppets import sample_clip
+    from anima.puppets import sample_clip
     from anima.generate.runner import load_pipeline
-    from anima.generate.training import generate_clip
+    from anima.training.trainer import generate_clip
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import torch
 from anima import media
 from anima.errors import BadInput
 from anima.generate.pipeline import AnimationPipeline
-from anima.generate.pose import PoseSequence, extract_pose_from_image, load_pose, read_pose_json
+from anima.pose import PoseSequence, extract_pose_from_image, load_pose, read_pose_json
 from anima.generate.request import GenerationRequest
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "anima-puppets"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from anima.generate.pose.sequence import CONFIDENCE_THRESHOLD, LIMBS, NECK
+from anima.pose.sequence import CONFIDENCE_THRESHOLD, LIMBS, NECK
 
 FACE_JOINTS = (0, 14, 15, 16, 17)
 HIPS = (8, 11)

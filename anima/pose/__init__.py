@@ -1,20 +1,20 @@
 """Pose: OpenPose-18 keypoint sequences, read from files, extracted from videos, generated as built-in
 motions, aligned to a reference body and rendered as the skeleton frames the pose guider reads."""
 
-from anima.generate.pose.align import align_to_reference
-from anima.generate.pose.blazepose import (
+from anima.pose.align import align_to_reference
+from anima.pose.blazepose import (
     PoseExtractionError,
     ensure_mediapipe_env,
     extract_pose,
     extract_pose_from_image,
     extract_pose_from_video,
 )
-from anima.generate.pose.dwpose import DWPoseExtractor
-from anima.generate.pose.load import PoseInput, extract_driving_pose, load_pose
-from anima.generate.pose.motions import MOTIONS, builtin_motion
-from anima.generate.pose.readers import read_pose_json, read_skeleton_video
-from anima.generate.pose.render import COLORS, render_pose, render_sequence, render_video
-from anima.generate.pose.sequence import JOINT_NAMES, LIMBS, PoseSequence
+from anima.pose.dwpose import DWPoseExtractor
+from anima.pose.load import PoseInput, extract_driving_pose, load_pose
+from anima.pose.motions import MOTIONS, builtin_motion
+from anima.pose.readers import read_pose_json, read_skeleton_video
+from anima.pose.render import COLORS, render_pose, render_sequence, render_video
+from anima.pose.sequence import JOINT_NAMES, LIMBS, PoseSequence
 
 __all__ = [
     "COLORS",

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from anima.generate.pose.render import render_pose
+from anima.pose.render import render_pose
 
 
 def psnr(frames: np.ndarray, truth: np.ndarray) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from anima.errors import BadInput
-from anima.generate.pose.sequence import LIMBS, NECK, PoseSequence
+from anima.pose.sequence import LIMBS, NECK, PoseSequence
 
 MIN_BONE_PIXELS = 1e-6
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from anima import media
-from anima.detect import report
+from anima.scan import report
 from anima.errors import AnimaError, BadInput
 
 JSONL_NAME = "scan.jsonl"

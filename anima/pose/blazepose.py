@@ -25,7 +25,7 @@ import numpy as np
 
 from anima.config import load_settings
 from anima.errors import AnimaError, BadInput, MediaError
-from anima.generate.pose.sequence import NECK, PoseSequence
+from anima.pose.sequence import NECK, PoseSequence
 from anima.media import iter_frames, probe_video
 
 MEDIAPIPE_VERSION = "0.10.21"

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from anima.errors import BadInput, MediaError
-from anima.generate.pose.blazepose import PoseExtractionError
-from anima.generate.pose.sequence import NECK, PoseSequence, main_person
+from anima.pose.blazepose import PoseExtractionError
+from anima.pose.sequence import NECK, PoseSequence, main_person
 
 DETECTOR_FILE = "yolox_l.onnx"
 POSE_FILE = "dw-ll_ucoco_384.onnx"

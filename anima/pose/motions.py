@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from anima.errors import BadInput
-from anima.generate.pose.sequence import NUM_JOINTS, PoseSequence
+from anima.pose.sequence import NUM_JOINTS, PoseSequence
 
 # Proportions in body heights (neck to ankle is 0.76).
 TORSO = 0.30

@@ -6,9 +6,9 @@ the training data of the small default animation model.
 ((24, 128, 128, 3), (24, 18, 3), ...)
 """
 
-from anima.generate.puppets.character import Character, sample_character
-from anima.generate.puppets.motion import CLIP_KINDS, Motion, sample_motion
-from anima.generate.puppets.render import PuppetClip, contact_sheet, render_clip, sample_clip
+from anima.puppets.character import Character, sample_character
+from anima.puppets.motion import CLIP_KINDS, Motion, sample_motion
+from anima.puppets.render import PuppetClip, contact_sheet, render_clip, sample_clip
 
 __all__ = [
     "CLIP_KINDS",

@@ -11,19 +11,19 @@ import cv2
 import numpy as np
 
 from anima.errors import BadInput
-from anima.generate.pose.align import align_to_reference
-from anima.generate.pose.blazepose import extract_pose_from_video
-from anima.generate.pose.dwpose import DWPoseExtractor
-from anima.generate.pose.motions import builtin_motion
-from anima.generate.pose.readers import (
+from anima.pose.align import align_to_reference
+from anima.pose.blazepose import extract_pose_from_video
+from anima.pose.dwpose import DWPoseExtractor
+from anima.pose.motions import builtin_motion
+from anima.pose.readers import (
     DEFAULT_FPS,
     SKELETON_SAMPLE_FRAMES,
     looks_like_skeleton,
     read_pose_json,
     read_skeleton_video,
 )
-from anima.generate.pose.render import check_same_aspect, render_sequence
-from anima.generate.pose.sequence import PoseSequence
+from anima.pose.render import check_same_aspect, render_sequence
+from anima.pose.sequence import PoseSequence
 from anima.media import VIDEO_SUFFIXES, iter_frames, probe_video
 
 MOTION_PREFIX = "motion:"

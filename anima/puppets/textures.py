@@ -8,8 +8,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from anima.generate.puppets.character import Fabric, Face
-from anima.generate.puppets.skeleton import EYE_X, EYE_Y, MOUTH_Y
+from anima.puppets.character import Fabric, Face
+from anima.puppets.skeleton import EYE_X, EYE_Y, MOUTH_Y
 
 TILE = 32  # pixels per pattern period
 PHOTO_TILE = 96

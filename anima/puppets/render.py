@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from anima.generate.pose.sequence import PoseSequence
-from anima.generate.puppets import textures
-from anima.generate.puppets.character import Character, Fabric, sample_character
-from anima.generate.puppets.dynamics import follow
-from anima.generate.puppets.motion import CLIP_KINDS, Motion, sample_motion
-from anima.generate.puppets.skeleton import EYE_X, EYE_Y, MOUTH_Y, NOSE_Y, Posed, pose
+from anima.pose.sequence import PoseSequence
+from anima.puppets import textures
+from anima.puppets.character import Character, Fabric, sample_character
+from anima.puppets.dynamics import follow
+from anima.puppets.motion import CLIP_KINDS, Motion, sample_motion
+from anima.puppets.skeleton import EYE_X, EYE_Y, MOUTH_Y, NOSE_Y, Posed, pose
 
 SUPERSAMPLE = 2
 VISIBLE_NORMAL = -0.1

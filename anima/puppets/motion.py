@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from anima.generate.puppets.skeleton import ANGLE, ANGLES, LIMITS, pose, reference_body
+from anima.puppets.skeleton import ANGLE, ANGLES, LIMITS, pose, reference_body
 
 CLIP_KINDS = ("rigid-front", "turning", "non-rigid")
 _SALT = 0x6D6F74  # separates this stream from the character's for the same seed

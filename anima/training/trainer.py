@@ -33,9 +33,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from anima.errors import BadInput
 from anima.generate.models import pose_features_after_conv_in
 from anima.generate.pipeline import AnimationPipeline
-from anima.generate.pose.render import render_pose
-from anima.generate.puppet_model import PuppetArchitecture, puppet_pipeline, puppet_vae
-from anima.generate.puppets import PuppetClip, sample_clip
+from anima.pose.render import render_pose
+from anima.training.architecture import PuppetArchitecture, puppet_pipeline, puppet_vae
+from anima.puppets import PuppetClip, sample_clip
 from anima.generate.warp import warp_sequence
 
 MIN_SNR_GAMMA = 5.0
@@ -474,7 +474,7 @@ class Trainer:
         model's and the warp's PSNR on them."""
         from PIL import Image
 
-        from anima.generate.quality import comparison_grid, psnr
+        from anima.training.quality import comparison_grid, psnr
 
         pipe = self.pipe
         for module in (pipe.reference_unet, pipe.denoising_unet, pipe.pose_guider, pipe.image_encoder):

@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from anima.generate.puppets.motion import CLIP_KINDS
-from anima.generate.puppets.skeleton import Body
+from anima.puppets.motion import CLIP_KINDS
+from anima.puppets.skeleton import Body
 
 RGB = tuple[int, int, int]
 _SALT = 0x636861  # separates this stream from the motion's for the same seed
@@ -165,7 +165,7 @@ def _jitter(rng: np.random.Generator, color: RGB, amount: float) -> RGB:
 
 
 def _photo_crop(rng: np.random.Generator, name: str, size: int) -> tuple[int, int, int, int]:
-    from anima.generate.puppets.textures import photo
+    from anima.puppets.textures import photo
 
     height, width = photo(name).shape[:2]
     side = int(min(height, width, max(24, size)))
@@ -295,7 +295,7 @@ def sample_character(seed: int, kind: str | None = None) -> Character:
     skin = _jitter(rng, SKIN_TONES[int(rng.integers(len(SKIN_TONES)))], 0.06)
     face = _sample_face(rng)
     if face.kind == "photo":
-        from anima.generate.puppets.textures import face_skin
+        from anima.puppets.textures import face_skin
 
         skin = face_skin(face)
     legs = skin if rng.random() < 0.7 else _color(rng, dark=0.3)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from anima.errors import BadInput, MediaError
-from anima.generate.pose.sequence import (
+from anima.pose.sequence import (
     FILE_FORMAT,
     NUM_JOINTS,
     PoseSequence,

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from anima.errors import BadInput
-from anima.generate.pose.sequence import CONFIDENCE_THRESHOLD, LIMBS, NUM_JOINTS, PoseSequence
+from anima.pose.sequence import CONFIDENCE_THRESHOLD, LIMBS, NUM_JOINTS, PoseSequence
 from anima.media import write_video
 
 # RGB; limb i is drawn in COLORS[i], joint j in COLORS[j].

@@ -1,0 +1,6 @@
+"""Batch scans: many files verified in parallel (process pool or Ray), each content once, resumable,
+written as JSONL, CSV and an HTML report.
+
+``scan`` never imports the API: it is handed the per-file check as a picklable callable, so the
+engine runs it in worker processes or Ray tasks without knowing what it decides.
+"""
