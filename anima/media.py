@@ -158,6 +158,23 @@ def read_video(path: Path) -> Video:
     return Video(np.stack(frames), info.fps)
 
 
+def sample_frames(path: Path, count: int) -> tuple[list[np.ndarray], int]:
+    """Up to ``count`` frames spread evenly over a video (the one picture of a still), and the
+    number of frames the file holds."""
+    path = Path(path)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return [read_image(path)], 1
+    total = probe_video(path).num_frames
+    wanted = set(np.linspace(0, max(total - 1, 0), count).round().astype(int)) if total else None
+    frames = []
+    seen = 0
+    for index, frame in enumerate(iter_frames(path)):
+        seen = index + 1
+        if wanted is None or index in wanted:
+            frames.append(frame)
+    return frames, seen
+
+
 def read_image(path: Path) -> np.ndarray:
     """Read a still image as an (H, W, 3) uint8 RGB array."""
     path = Path(path)
@@ -172,6 +189,12 @@ def read_image(path: Path) -> np.ndarray:
     return np.asarray(rgb)
 
 
+def check_crf(crf: int) -> None:
+    """H.264's quality scale; checked before long work, not after it."""
+    if not 0 <= crf <= 51:
+        raise MediaError(f"crf must be in 0..51, got {crf}")
+
+
 def write_video(path: Path, frames: Iterable[np.ndarray], fps: Fraction | float | int, crf: int = 18) -> int:
     """Encode RGB frames as H.264 (yuv420p) MP4 at ``crf``; returns the frame count.
 
@@ -180,8 +203,7 @@ def write_video(path: Path, frames: Iterable[np.ndarray], fps: Fraction | float 
     path = Path(path)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise MediaError(f"{path}: output must be an .mp4 file")
-    if not 0 <= crf <= 51:
-        raise MediaError(f"crf must be in 0..51, got {crf}")
+    check_crf(crf)
     rate = Fraction(fps).limit_denominator(1001)
     if rate <= 0:
         raise MediaError(f"fps must be positive, got {fps}")
@@ -213,6 +235,12 @@ def write_video(path: Path, frames: Iterable[np.ndarray], fps: Fraction | float 
     return count
 
 
+def check_output_folder(path: Path) -> None:
+    """The folder ``path`` goes in exists (checked before long work, and again when writing)."""
+    if not Path(path).parent.exists():
+        raise MediaError(f"{Path(path).parent}: output folder does not exist")
+
+
 @contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
@@ -220,8 +248,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
     A failure leaves no half-written file behind, and never the old file half-overwritten.
     """
     path = Path(path)
-    if not path.parent.exists():
-        raise MediaError(f"{path.parent}: output folder does not exist")
+    check_output_folder(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)

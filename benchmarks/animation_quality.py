@@ -41,7 +41,7 @@ HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "l1": False, "temporal": False}
 
 
 def evaluate(model: Path, clips_per_kind: int, strength: float | None, steps: int | None, size: int):
-    pipe, _ = load_pipeline(model, "cpu")
+    pipe = load_pipeline(model, "cpu")
     pipe.set_progress_bar_config(disable=True)
     results, grid_rows, seconds = [], [], []
     frames = np.arange(1, TARGET_FRAMES + 1)

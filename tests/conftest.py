@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from skimage import data
 
+from anima import Anima
 from anima.config import Settings, load_settings
 from anima.media import write_video
 from anima.provenance.keys import init_identity
@@ -77,3 +78,9 @@ def still(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("stills") / "coffee.png"
     cv2.imwrite(str(path), cv2.cvtColor(cv2.resize(data.coffee(), (384, 256)), cv2.COLOR_RGB2BGR))
     return path
+
+
+@pytest.fixture
+def studio(settings: Settings) -> Anima:
+    """The Python API on the isolated home, acting as a named tester."""
+    return Anima(settings.home, actor="tester")

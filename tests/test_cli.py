@@ -64,7 +64,7 @@ def test_audit_verify_names_an_edited_row(home: Path, clip: Path, tmp_path: Path
         (["stamp", "{clip}", "-o", "{tmp}/out.avi"], "must be a .mp4"),
         (["stamp", "{clip}", "-o", "{tmp}/nofolder/out.mp4"], "output folder does not exist"),
         (["stamp", "{clip}", "-o", "{out}", "--reference", "{missing}"], "no such file"),
-        (["stamp", "{clip}", "-o", "{out}", "--crf", "99"], "crf must be"),
+        (["stamp", "{clip}", "-o", "{out}", "--crf", "99"], "Invalid value for '--crf'"),
         (["verify", "{missing}"], "no such file"),
         (["verify", "{tmp}/clip.gif"], "unsupported file type"),
     ],

@@ -9,7 +9,7 @@ import c2pa
 import pytest
 from PIL import Image
 
-from anima import flows
+from anima import Anima, StampResult, Verdict
 from anima.config import Settings, load_settings
 from anima.ledger import Ledger
 from anima.media import read_video, write_video
@@ -17,25 +17,25 @@ from anima.provenance.keys import identity_from_settings, init_identity
 
 
 @pytest.fixture
-def stamped(settings: Settings, clip: Path, still: Path, tmp_path: Path) -> flows.StampResult:
-    return flows.stamp(settings, clip, tmp_path / "stamped.mp4", reference=still, actor="tester")
+def stamped(studio: Anima, settings: Settings, clip: Path, still: Path, tmp_path: Path) -> StampResult:
+    return studio.stamp(clip, tmp_path / "stamped.mp4", reference=still)
 
 
 def test_stamped_clip_verifies_as_anima_generated_and_trusted(
-    settings: Settings, stamped: flows.StampResult
+    studio: Anima, settings: Settings, stamped: StampResult
 ) -> None:
-    report = flows.verify(settings, stamped.output, trust=[settings.local_ca_cert])
-    assert report.verdict == flows.VERDICT_ANIMA
+    report = studio.verify(stamped.output, trust=[settings.local_ca_cert])
+    assert report.verdict == Verdict.ANIMA_GENERATED
     assert report.manifest.validation_state == "Trusted"
     assert report.manifest.ai_declared
     assert report.manifest.anima["stamp_id"] == stamped.stamp_id
     assert report.manifest.ingredients == [{"title": "coffee.png", "relationship": "inputTo"}]
     assert report.watermark.payload == stamped.payload
-    assert report.ledger["stamp_id"] == stamped.stamp_id
-    assert report.ledger["output_sha256"] == report.sha256 == stamped.output_sha256
+    assert report.ledger.stamp_id == stamped.stamp_id
+    assert report.ledger.output_sha256 == report.sha256 == stamped.output_sha256
 
 
-def test_manifest_declares_what_the_design_requires(stamped: flows.StampResult) -> None:
+def test_manifest_declares_what_the_design_requires(stamped: StampResult) -> None:
     with open(stamped.output, "rb") as handle, c2pa.Reader("video/mp4", handle) as reader:
         manifest = reader.get_active_manifest()
     assertions = {a["label"]: a["data"] for a in manifest["assertions"]}
@@ -48,61 +48,65 @@ def test_manifest_declares_what_the_design_requires(stamped: flows.StampResult) 
     assert assertions["org.anima.stamp"]["watermark"]["payload"] == stamped.payload
 
 
-def test_untrusted_signer_is_valid_but_not_trusted(settings: Settings, stamped: flows.StampResult) -> None:
-    report = flows.verify(settings, stamped.output)
+def test_untrusted_signer_is_valid_but_not_trusted(
+    studio: Anima, settings: Settings, stamped: StampResult
+) -> None:
+    report = studio.verify(stamped.output)
     assert report.manifest.validation_state == "Valid"
-    assert report.verdict == flows.VERDICT_ANIMA
+    assert report.verdict == Verdict.ANIMA_GENERATED
     assert any("not in the trust anchors" in reason for reason in report.reasons)
 
 
 def test_flipped_media_byte_is_tampered(
-    settings: Settings, stamped: flows.StampResult, tmp_path: Path
+    studio: Anima, settings: Settings, stamped: StampResult, tmp_path: Path
 ) -> None:
     data = bytearray(stamped.output.read_bytes())
     data[data.find(b"mdat") + 500] ^= 0x01
     forged = tmp_path / "forged.mp4"
     forged.write_bytes(bytes(data))
-    report = flows.verify(settings, forged, trust=[settings.local_ca_cert])
+    report = studio.verify(forged, trust=[settings.local_ca_cert])
     assert report.manifest.validation_state == "Invalid"
-    assert report.verdict == flows.VERDICT_TAMPERED
+    assert report.verdict == Verdict.TAMPERED
 
 
 def test_reencoded_clip_is_traced_through_watermark_to_ledger_manifest(
-    settings: Settings, stamped: flows.StampResult, tmp_path: Path
+    studio: Anima, settings: Settings, stamped: StampResult, tmp_path: Path
 ) -> None:
     reencoded = tmp_path / "reupload.mp4"
     write_video(reencoded, read_video(stamped.output).frames, fps=24, crf=28)
-    report = flows.verify(settings, reencoded)
+    report = studio.verify(reencoded)
     assert not report.manifest.present
     assert report.watermark.payload == stamped.payload
-    assert report.verdict == flows.VERDICT_ANIMA
-    assert report.ledger["stamp_id"] == stamped.stamp_id
+    assert report.verdict == Verdict.ANIMA_GENERATED
+    assert report.ledger.stamp_id == stamped.stamp_id
     original = report.durable_manifest
     active = original["manifests"][original["active_manifest"]]
     assert any(a["label"] == "org.anima.stamp" for a in active["assertions"])
 
 
-def test_unmarked_clip_has_no_evidence(settings: Settings, clip: Path) -> None:
-    report = flows.verify(settings, clip)
-    assert report.verdict == flows.VERDICT_NO_EVIDENCE
+def test_unmarked_clip_has_no_evidence(studio: Anima, settings: Settings, clip: Path) -> None:
+    report = studio.verify(clip)
+    assert report.verdict == Verdict.NO_EVIDENCE
     assert report.watermark.payload is None and not report.manifest.present
     assert report.ledger is None
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
 def test_stills_are_stamped_and_verified(
-    settings: Settings, still: Path, tmp_path: Path, suffix: str
+    studio: Anima, settings: Settings, still: Path, tmp_path: Path, suffix: str
 ) -> None:
     source = tmp_path / f"source{suffix}"
     Image.open(still).save(source)
-    result = flows.stamp(settings, source, tmp_path / f"stamped{suffix}")
-    report = flows.verify(settings, result.output, trust=[settings.local_ca_cert])
-    assert report.verdict == flows.VERDICT_ANIMA
+    result = studio.stamp(source, tmp_path / f"stamped{suffix}")
+    report = studio.verify(result.output, trust=[settings.local_ca_cert])
+    assert report.verdict == Verdict.ANIMA_GENERATED
     assert report.manifest.validation_state == "Trusted"
     assert report.watermark.payload == result.payload
 
 
-def test_someone_elses_ai_manifest_is_ai_declared(settings: Settings, clip: Path, tmp_path: Path) -> None:
+def test_someone_elses_ai_manifest_is_ai_declared(
+    studio: Anima, settings: Settings, clip: Path, tmp_path: Path
+) -> None:
     other = load_settings(tmp_path / "other")
     identity = init_identity(other, org="Other Generator")
     definition = {
@@ -130,12 +134,12 @@ def test_someone_elses_ai_manifest_is_ai_declared(settings: Settings, clip: Path
         open(signed, "w+b") as dst,
     ):
         builder.sign(signer, "video/mp4", src, dst)
-    report = flows.verify(settings, signed)
-    assert report.verdict == flows.VERDICT_AI_DECLARED
+    report = studio.verify(signed)
+    assert report.verdict == Verdict.AI_DECLARED
     assert report.manifest.signer == "Other Generator Anima signer"
 
 
-def test_every_stamp_is_in_the_chain(settings: Settings, stamped: flows.StampResult) -> None:
+def test_every_stamp_is_in_the_chain(settings: Settings, stamped: StampResult) -> None:
     ledger = Ledger(settings.database_url)
     report = ledger.verify_chain()
     assert report.ok and report.rows_checked == 1

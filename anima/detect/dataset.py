@@ -158,13 +158,13 @@ def build_dataset(
     """Write the clips of ``plan`` under ``folder`` (skipping those already there) and the listing."""
     if plan.frames < 1:
         raise BadInput(f"clips need at least one frame, got {plan.frames}")
-    from anima.puppets import sample_clip
     from anima.generate.runner import load_pipeline
+    from anima.puppets import sample_clip
     from anima.training.trainer import generate_clip
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    pipe, _ = load_pipeline(model, "cpu")
+    pipe = load_pipeline(model, "cpu")
     pipe.set_progress_bar_config(disable=True)
     entries: list[ClipEntry] = []
     targets = np.arange(1, plan.frames + 1)

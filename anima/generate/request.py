@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
 class GenerationRequest:
     """What to animate and how; every field but the paths' contents is recorded with the output.
 
-    ``model`` ``None`` is the shipped default model; ``steps``, ``guidance`` and ``strength`` ``None``
-    are the model's own defaults; ``reference_pose`` is the reference's one-frame pose file (a
-    warp-guided model needs it; without it the pose is extracted from the picture).
+    ``steps``, ``guidance`` and ``strength`` ``None`` are the model's own defaults; ``width``
+    ``None`` is the model's native width and ``height`` ``None`` follows the reference's aspect;
+    ``fps`` ``None`` is the pose source's; ``frames`` is the length of a built-in motion;
+    ``reference_pose`` is the reference's one-frame pose file (a warp-guided model needs it; without
+    it the pose is extracted from the picture).
     """
 
-    model: Path | None
     reference: Path
     pose: str
     frames: int = 48
@@ -28,3 +30,6 @@ class GenerationRequest:
     fps: float | None = None
     align: bool = False
     reference_pose: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}

@@ -1,7 +1,7 @@
-"""Running a saved pipeline on user inputs: load the model, the reference and the pose, animate.
+"""Running a pipeline on user inputs: load a model folder, read the reference and the pose, animate.
 
 Kept apart from the pipeline so that the pipeline stays a plain diffusers pipeline, and apart from
-``flows`` so that the CLI starts without importing torch.
+the API so that ``import anima`` does not import torch.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import torch
 from anima import media
 from anima.errors import BadInput
 from anima.generate.pipeline import AnimationPipeline
-from anima.pose import PoseSequence, extract_pose_from_image, load_pose, read_pose_json
 from anima.generate.request import GenerationRequest
+from anima.pose import PoseSequence, extract_pose_from_image, load_pose, read_pose_json
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "anima-puppets"
 
@@ -31,17 +31,17 @@ class GeneratedVideo:
 
 def default_pipeline(device: str | None = None) -> AnimationPipeline:
     """The shipped default model, ``anima-puppets`` (puppet-like characters, 128 px)."""
-    return load_pipeline(DEFAULT_MODEL, device)[0]
+    return load_pipeline(DEFAULT_MODEL, device)
 
 
-def load_pipeline(model: Path | None, device: str | None = None) -> tuple[AnimationPipeline, str]:
+def load_pipeline(model: Path | None = None, device: str | None = None) -> AnimationPipeline:
     """A pipeline from a saved folder (default: the shipped model), in fp16 on CUDA when there is
     one, fp32 on the CPU."""
     model = Path(model or DEFAULT_MODEL)
     if not (model / "model_index.json").is_file():
         raise BadInput(
             f"{model}: not an Anima model folder (no model_index.json); "
-            "see `anima models import-moore` for published weights"
+            "import published weights with `anima models import-moore`"
         )
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
@@ -49,7 +49,12 @@ def load_pipeline(model: Path | None, device: str | None = None) -> tuple[Animat
         pipe = AnimationPipeline.from_pretrained(model, dtype=dtype)
     except (OSError, ValueError, KeyError) as exc:
         raise BadInput(f"{model}: cannot load the model ({exc.__class__.__name__}: {exc})") from None
-    return pipe.to(device), device
+    return pipe.to(device)
+
+
+def model_name(pipe: AnimationPipeline) -> str:
+    """The name recorded with an output: the model folder's, else the pipeline class's."""
+    return Path(pipe.name_or_path).name if pipe.name_or_path else type(pipe).__name__
 
 
 def _output_size(
@@ -61,32 +66,47 @@ def _output_size(
     width = width or native
     height = height or max(step, round(width * reference.shape[0] / reference.shape[1] / step) * step)
     if width % step or height % step:
-        raise BadInput(f"--width and --height must be multiples of {step}, got {width}x{height}")
+        raise BadInput(f"width and height must be multiples of {step}, got {width}x{height}")
     return width, height
 
 
-def _reference_pose(request: GenerationRequest, reference: np.ndarray) -> PoseSequence:
+def _reference_pose(request: GenerationRequest, reference: np.ndarray, tool_dir: Path | None) -> PoseSequence:
     if request.reference_pose is None:
-        return extract_pose_from_image(reference)
+        return extract_pose_from_image(reference, tool_dir=tool_dir)
     pose = read_pose_json(request.reference_pose, canvas_size=(reference.shape[1], reference.shape[0]))
     if pose.num_frames != 1:
         raise BadInput(f"{request.reference_pose}: a reference pose is one frame, got {pose.num_frames}")
     return pose
 
 
-def animate(request: GenerationRequest, device: str | None = None) -> GeneratedVideo:
-    """Generate the frames of one video (in memory; the caller stamps them)."""
-    reference = media.read_image(request.reference)
+def animate(
+    pipe: AnimationPipeline,
+    request: GenerationRequest,
+    reference: np.ndarray | None = None,
+    *,
+    tool_dir: Path | None = None,
+) -> GeneratedVideo:
+    """Generate the frames of one video (in memory; the caller stamps them).
+
+    ``reference`` is the picture as already read (so that what was checked is what is animated);
+    ``None`` reads ``request.reference``. ``tool_dir`` is the MediaPipe tool environment for pose
+    extraction (default: under the configured Anima home).
+    """
     if request.frames < 1:
-        raise BadInput(f"--frames must be >= 1, got {request.frames}")
-    pipe, device = load_pipeline(request.model, device)
+        raise BadInput(f"frames must be >= 1, got {request.frames}")
+    reference = media.read_image(request.reference) if reference is None else reference
     width, height = _output_size(pipe, reference, request.width, request.height)
     # A warp-guided model moves the reference limb by limb, so it needs the reference's pose and a
     # motion fitted to that body.
     needs_reference_pose = request.align or pipe.warp_guided or request.reference_pose is not None
-    reference_pose = _reference_pose(request, reference) if needs_reference_pose else None
+    reference_pose = _reference_pose(request, reference, tool_dir) if needs_reference_pose else None
     pose = load_pose(
-        request.pose, (width, height), reference=reference_pose, num_frames=request.frames, fps=request.fps
+        request.pose,
+        (width, height),
+        reference=reference_pose,
+        num_frames=request.frames,
+        fps=request.fps,
+        tool_dir=tool_dir,
     )
     if pipe.warp_guided and pose.keypoints is None:
         raise BadInput(
@@ -117,5 +137,4 @@ def animate(request: GenerationRequest, device: str | None = None) -> GeneratedV
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     video = (np.asarray(frames) * 255).round().astype(np.uint8)
-    model_name = Path(request.model or DEFAULT_MODEL).resolve().name
-    return GeneratedVideo(video, request.fps or pose.fps, model_name, sampling)
+    return GeneratedVideo(video, request.fps or pose.fps, model_name(pipe), sampling)

@@ -32,6 +32,9 @@ TRACKED_TABLES: tuple[type[Tracked], ...] = (Stamp, Identity, ConsentGrant)
 
 GENESIS_HASH = "0" * 64
 APPEND_RETRIES = 5
+# Ledger URLs whose schema this process has created or checked: a scan or a server opens the same
+# ledger many times, and creating the tables is once-per-database work.
+_prepared_urls: set[str] = set()
 
 
 def canonical_digest(fields: dict[str, Any]) -> str:
@@ -81,14 +84,19 @@ class Ledger:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        sqlite_file = None
+        if url.startswith("sqlite:///"):
+            sqlite_file = Path(url.removeprefix("sqlite:///")).expanduser()
         try:
-            if url.startswith("sqlite:///"):
-                Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            if sqlite_file is not None:
+                sqlite_file.parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = create_engine(url)
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _enable_sqlite_wal)
-            Base.metadata.create_all(self.engine)
-            self._check_schema()
+            if url not in _prepared_urls or (sqlite_file is not None and not sqlite_file.exists()):
+                Base.metadata.create_all(self.engine)
+                self._check_schema()
+                _prepared_urls.add(url)
         except (SQLAlchemyError, OSError) as exc:
             reason = str(getattr(exc, "orig", None) or exc)
             raise LedgerError(f"cannot open ledger {self.engine_url_for_humans()}: {reason}") from None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -24,13 +25,57 @@ from anima.policy.registry import ConsentRegistry, grant_status
 from anima.policy.rules import PolicyRules
 
 
+class GateReason(StrEnum):
+    """Why the gate decided as it did (machine-readable; :meth:`explain` says it in words)."""
+
+    NO_FACE_FICTIONAL = "no-face-fictional"
+    NO_FACE_NOT_DECLARED = "no-face-not-declared"
+    FICTIONAL_WITH_FACE = "fictional-with-face"
+    FACE_TOO_SMALL = "face-too-small"
+    FACE_TOO_BLURRED = "face-too-blurred"
+    FACE_UNKNOWN = "face-unknown"
+    FACE_AMBIGUOUS = "face-ambiguous"
+    CONSENT_REVOKED = "consent-revoked"
+    CONSENT_EXPIRED = "consent-expired"
+    CONSENT_NOT_YET_VALID = "consent-not-yet-valid"
+    CONSENT_WRONG_PURPOSE = "consent-wrong-purpose"
+    CONSENT_MISSING = "consent-missing"
+    REGISTRY_TAMPERED = "registry-tampered"
+    ALL_FACES_VERIFIED = "all-faces-verified"
+    IDENTITY_DRIFT = "identity-drift"
+
+    def explain(self) -> str:
+        return _REASON_TEXT[self]
+
+
+_REASON_TEXT = {
+    GateReason.NO_FACE_FICTIONAL: "no face found; declared fictional",
+    GateReason.NO_FACE_NOT_DECLARED: "no face found: declare the character fictional if it is",
+    GateReason.FICTIONAL_WITH_FACE: "declared fictional, but the picture shows a face",
+    GateReason.FACE_TOO_SMALL: "a face is too small to verify",
+    GateReason.FACE_TOO_BLURRED: "a face is too blurred to verify",
+    GateReason.FACE_UNKNOWN: "a face matches no enrolled identity",
+    GateReason.FACE_AMBIGUOUS: "a face matches more than one enrolled identity",
+    GateReason.CONSENT_REVOKED: "consent was revoked",
+    GateReason.CONSENT_EXPIRED: "consent has expired",
+    GateReason.CONSENT_NOT_YET_VALID: "consent is not valid yet",
+    GateReason.CONSENT_WRONG_PURPOSE: "consent does not cover this purpose",
+    GateReason.CONSENT_MISSING: "the person has no consent on record",
+    GateReason.REGISTRY_TAMPERED: "the consent registry was changed outside Anima",
+    GateReason.ALL_FACES_VERIFIED: "every face matches a consenting identity",
+    GateReason.IDENTITY_DRIFT: "a face in the output matches no consented identity",
+}
+# A face's status when it passed; otherwise its status is the GateReason it was refused for.
+FACE_VERIFIED = "verified"
+
+
 @dataclass
 class FaceMatch:
     """One face of the reference and what the gate made of it."""
 
     box: tuple[int, int, int, int]
     size: int
-    status: str  # "verified" or the reason code it was refused for
+    status: str  # FACE_VERIFIED or the GateReason it was refused for
     identity_id: str | None = None
     distance: float | None = None
     grant_id: str | None = None
@@ -43,43 +88,27 @@ class Decision:
     allow: bool
     purpose: str
     fictional: bool
-    reasons: list[str]
+    reasons: list[GateReason]
     matches: list[FaceMatch] = field(default_factory=list)
     reference_sha256: str = ""
     event_id: int | None = None
 
     @property
     def identity_ids(self) -> list[str]:
-        return [m.identity_id for m in self.matches if m.status == "verified" and m.identity_id]
+        return [m.identity_id for m in self.matches if m.status == FACE_VERIFIED and m.identity_id]
 
     @property
     def grant_ids(self) -> list[str]:
-        return [m.grant_id for m in self.matches if m.status == "verified" and m.grant_id]
+        return [m.grant_id for m in self.matches if m.status == FACE_VERIFIED and m.grant_id]
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "identity_ids": self.identity_ids, "grant_ids": self.grant_ids}
 
     def explain(self) -> str:
         """The reasons in words, for people."""
-        return "; ".join(REASON_TEXT.get(code, code) for code in self.reasons)
+        return "; ".join(GateReason(code).explain() for code in self.reasons)
 
 
-REASON_TEXT = {
-    "no-face-fictional": "no face found; declared fictional",
-    "no-face-not-declared": "no face found: declare the character fictional (--fictional) if it is",
-    "fictional-with-face": "declared fictional, but the picture shows a face",
-    "face-too-small": "a face is too small to verify",
-    "face-too-blurred": "a face is too blurred to verify",
-    "face-unknown": "a face matches no enrolled identity",
-    "face-ambiguous": "a face matches more than one enrolled identity",
-    "consent-revoked": "consent was revoked",
-    "consent-expired": "consent has expired",
-    "consent-not-yet-valid": "consent is not valid yet",
-    "consent-wrong-purpose": "consent does not cover this purpose",
-    "consent-missing": "the person has no consent on record",
-    "registry-tampered": "the consent registry was changed outside Anima",
-    "all-faces-verified": "every face matches a consenting identity",
-}
 
 
 def _nearest(
@@ -104,39 +133,39 @@ def _verify_face(
     threshold: float,
     now: dt.datetime,
 ) -> FaceMatch:
-    match = FaceMatch(box=face.box, size=face.size, status="verified")
+    match = FaceMatch(box=face.box, size=face.size, status=FACE_VERIFIED)
     if face.size < rules.min_face_size:
-        match.status = "face-too-small"
+        match.status = GateReason.FACE_TOO_SMALL
         return match
     if face.sharpness < rules.min_sharpness:
-        match.status = "face-too-blurred"
+        match.status = GateReason.FACE_TOO_BLURRED
         return match
     ranked = _nearest(face, identities, backend)
     if not ranked or ranked[0][0] >= threshold:
-        match.status = "face-unknown"
+        match.status = GateReason.FACE_UNKNOWN
         match.distance = ranked[0][0] if ranked else None
         return match
     distance, identity = ranked[0]
     match.identity_id, match.distance = identity.id, round(distance, 4)
     if len(ranked) > 1 and ranked[1][0] < threshold and ranked[1][0] - distance < rules.ambiguity_margin:
-        match.status = "face-ambiguous"
+        match.status = GateReason.FACE_AMBIGUOUS
         return match
     if registry.ledger.row_problem(identity):
-        match.status = "registry-tampered"
+        match.status = GateReason.REGISTRY_TAMPERED
         return match
     statuses = [grant_status(g, purpose, now) for g in registry.grants(identity.id)]
     for status in statuses:
         if status.active:
             if registry.ledger.row_problem(status.grant):
-                match.status = "registry-tampered"
+                match.status = GateReason.REGISTRY_TAMPERED
                 return match
             match.grant_id = status.grant.id
             return match
     if not statuses:
-        match.status = "consent-missing"
+        match.status = GateReason.CONSENT_MISSING
     else:  # the most telling reason among the grants: purpose beats time beats revocation
         order = ["wrong-purpose", "not-yet-valid", "expired", "revoked"]
-        match.status = "consent-" + min((s.code for s in statuses), key=order.index)
+        match.status = GateReason("consent-" + min((s.code for s in statuses), key=order.index))
     return match
 
 
@@ -164,18 +193,18 @@ def check(
     )
     if not faces:
         decision.allow = fictional
-        decision.reasons = ["no-face-fictional" if fictional else "no-face-not-declared"]
+        decision.reasons = [GateReason.NO_FACE_FICTIONAL if fictional else GateReason.NO_FACE_NOT_DECLARED]
     else:
         identities = registry.identities(backend=backend.name)
         decision.matches = [
             _verify_face(face, purpose, identities, registry, backend, rules, threshold, now)
             for face in faces
         ]
-        refused = sorted({m.status for m in decision.matches if m.status != "verified"})
+        refused = sorted({GateReason(m.status) for m in decision.matches if m.status != FACE_VERIFIED})
         if fictional:
-            refused = ["fictional-with-face", *refused]
+            refused = [GateReason.FICTIONAL_WITH_FACE, *refused]
         decision.allow = not refused
-        decision.reasons = refused or ["all-faces-verified"]
+        decision.reasons = refused or [GateReason.ALL_FACES_VERIFIED]
     event = registry.ledger.record(
         "policy.decision",
         requester,
@@ -208,6 +237,16 @@ class DriftReport:
     @property
     def ok(self) -> bool:
         return not self.drifted
+
+
+def require_no_drift(report: DriftReport) -> None:
+    """Raise :class:`PolicyDenied` if a face in the output matched no consented identity."""
+    if not report.ok:
+        raise PolicyDenied(
+            f"identity drift: {len(report.drifted)} face(s) in the output match no consented "
+            "identity; nothing was written",
+            [GateReason.IDENTITY_DRIFT],
+        )
 
 
 def check_output(

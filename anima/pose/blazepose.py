@@ -25,8 +25,8 @@ import numpy as np
 
 from anima.config import load_settings
 from anima.errors import AnimaError, BadInput, MediaError
-from anima.pose.sequence import NECK, PoseSequence
 from anima.media import iter_frames, probe_video
+from anima.pose.sequence import NECK, PoseSequence
 
 MEDIAPIPE_VERSION = "0.10.21"
 TOOL_ENV_VARIABLE = "ANIMA_MEDIAPIPE_ENV"
@@ -46,12 +46,13 @@ class PoseExtractionError(AnimaError):
     """The pose extractor could not run: its tool environment could not be built, or it crashed."""
 
 
-def default_tool_dir() -> Path:
-    """Where the MediaPipe tool environment lives unless a caller says otherwise."""
+def default_tool_dir(home: Path | None = None) -> Path:
+    """Where the MediaPipe tool environment lives: ``$ANIMA_MEDIAPIPE_ENV``, else under the Anima
+    home given (else the configured one)."""
     configured = os.environ.get(TOOL_ENV_VARIABLE)
     if configured:
         return Path(configured).expanduser()
-    return load_settings().home / "tools" / f"mediapipe-{MEDIAPIPE_VERSION}"
+    return Path(home or load_settings().home) / "tools" / f"mediapipe-{MEDIAPIPE_VERSION}"
 
 
 @contextmanager

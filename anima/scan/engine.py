@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from anima import media
-from anima.scan import report
 from anima.errors import AnimaError, BadInput
+from anima.scan import report
 
 JSONL_NAME = "scan.jsonl"
 CSV_NAME = "scan.csv"
@@ -334,6 +334,26 @@ def _new_row(path: str, sha256: str | None, result: Row) -> Row:
         "duplicate_of": None,
         "retry": False,
         **result,
+    }
+
+
+def file_result(report: dict[str, Any], stamp_id: str | None, frames: int | None, path: Path) -> Row:
+    """What a worker returns for one checked file: the verify report, the stamp it traces to, the
+    frame count and a thumbnail for the HTML report."""
+    return {"report": report, "stamp_id": stamp_id, "frames": frames, "thumbnail": report.thumbnail(path)}
+
+
+def audit_details(row: Row, out: Path) -> dict[str, Any]:
+    """The ledger event of one scan row: enough to find the file and its result again."""
+    return {
+        "path": row["path"].encode("utf-8", "backslashreplace").decode("utf-8"),
+        "sha256": row["sha256"],
+        "status": row["status"],
+        "verdict": row["verdict"],
+        "stamp_id": row.get("stamp_id"),
+        "duplicate_of": row["duplicate_of"],
+        "error": row.get("error"),
+        "out": str(out),
     }
 
 

@@ -66,7 +66,11 @@ class FaceBackend(Protocol):
 
 
 def load_backend(
-    name: str = "dlib", *, model_dir: Path | None = None, match_threshold: float | None = None
+    name: str = "dlib",
+    *,
+    model_dir: Path | None = None,
+    match_threshold: float | None = None,
+    home: Path | None = None,
 ) -> FaceBackend:
     """Load a face backend by name.
 
@@ -76,7 +80,7 @@ def load_backend(
             ``"insightface:PACK"`` (``"insightface"`` alone means ``buffalo_l``).
         model_dir: for dlib, the folder holding its three ``.dat`` files (default: the
             face-recognition-models package); for insightface, the folder holding pack folders
-            (default: ``$ANIMA_HOME/models/insightface``).
+            (default: ``models/insightface`` under ``home``, else under the configured Anima home).
         match_threshold: distance under which two faces are the same person; default: the backend's.
 
     Example::
@@ -94,7 +98,9 @@ def load_backend(
     if kind == "insightface":
         from anima.policy.faces.insightface_backend import InsightFaceBackend
 
-        return InsightFaceBackend(variant or "buffalo_l", model_dir, match_threshold=match_threshold)
+        return InsightFaceBackend(
+            variant or "buffalo_l", model_dir, match_threshold=match_threshold, home=home
+        )
     raise FaceBackendError(
         f"unknown face backend {name!r}: use 'dlib', 'dlib:cnn' or 'insightface:PACK' "
         "(e.g. 'insightface:buffalo_l')"

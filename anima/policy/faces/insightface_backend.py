@@ -89,14 +89,19 @@ class InsightFaceBackend:
     metric = "cosine"
 
     def __init__(
-        self, pack: str, model_dir: Path | None = None, *, match_threshold: float | None = None
+        self,
+        pack: str,
+        model_dir: Path | None = None,
+        *,
+        match_threshold: float | None = None,
+        home: Path | None = None,
     ) -> None:
         if not pack or Path(pack).name != pack:
             raise FaceBackendError(f"insightface pack must be a folder name such as buffalo_l, got {pack!r}")
         root = (
             Path(model_dir).expanduser()
             if model_dir is not None
-            else load_settings().home / "models" / "insightface"
+            else Path(home or load_settings().home) / "models" / "insightface"
         )
         folder = root / pack
         if not any(folder.glob("*.onnx")):

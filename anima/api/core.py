@@ -1,0 +1,395 @@
+"""``Anima``: one object per deployment (its home, ledger, policy, keys and detector) with a method
+for every job. It holds what is slow to load (the ledger, the face backend, animation models) so
+that a render farm or a scan worker pays for it once."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import getpass
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from anima import media
+from anima.api.consent import Audit, Consent, Keys
+from anima.api.tools import DetectorTools, ModelTools, PoseTools, PuppetTools
+from anima.config import Settings, load_settings
+from anima.detect.evidence import DEFAULT_DETECTOR, score_frames
+from anima.errors import BadInput, MediaError, ProvenanceError
+from anima.generate.request import GenerationRequest
+from anima.ledger import Ledger
+from anima.policy import gate
+from anima.policy.faces import FaceBackend, load_backend
+from anima.policy.gate import Decision
+from anima.policy.registry import ConsentRegistry
+from anima.policy.rules import PolicyRules, load_rules
+from anima.pose.blazepose import default_tool_dir
+from anima.provenance import stamp as publishing
+from anima.provenance import watermark
+from anima.provenance.keys import SigningIdentity, identity_from_settings
+from anima.provenance.manifest import read_manifest
+from anima.provenance.stamp import StampResult
+from anima.provenance.verify import LedgerMatch, VerifyReport, claimed_stamp_id, decide
+from anima.scan import engine as scan_engine
+
+if TYPE_CHECKING:
+    from anima.generate.pipeline import AnimationPipeline
+
+Progress = Callable[[int, int], None]
+# Frames sampled over a clip for the watermark and the detector.
+SAMPLED_FRAMES = 48
+
+
+def current_actor() -> str:
+    """Who is acting, for the audit trail: the operating-system user."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _pose_ingredient(spec: str) -> Path | None:
+    """The pose file named by a pose spec (none for a built-in motion)."""
+    path = Path(spec.split(":", 1)[1] if spec.startswith(("skeleton:", "video:")) else spec)
+    return path if not spec.startswith("motion:") and path.is_file() else None
+
+
+class Anima:
+    """Anima for one deployment: consent-gated generation, stamping, verification and scans.
+
+    Args:
+        home: the Anima home folder (default ``$ANIMA_HOME`` or ``~/.anima``): ledger, keys, tools.
+        database_url: a SQLAlchemy URL for the ledger instead of the home's SQLite file.
+        policy: a policy file for the consent gate (default ``home/policy.toml``, else safe defaults).
+        detector: the synthetic-video detector folder (default: the shipped one).
+        trust: CA certificates (PEM) trusted as signers, on top of the configured ones.
+        actor: who is acting, recorded in the audit trail (default: the operating-system user).
+
+    Example:
+        >>> studio = Anima(home="/srv/anima")
+        >>> result = studio.generate("puppet.png", "motion:wave", "out.mp4", purpose="education",
+        ...                          fictional=True)
+        >>> studio.verify(result.output).verdict
+        <Verdict.ANIMA_GENERATED: 'anima-generated'>
+    """
+
+    def __init__(
+        self,
+        home: str | Path | None = None,
+        database_url: str | None = None,
+        *,
+        policy: str | Path | None = None,
+        detector: str | Path | None = None,
+        trust: Sequence[str | Path] = (),
+        actor: str | None = None,
+    ) -> None:
+        settings = load_settings(Path(home) if home is not None else None)
+        if database_url:
+            settings = dataclasses.replace(settings, database_url=database_url)
+        self.settings: Settings = settings
+        self.policy = Path(policy) if policy is not None else None
+        self.detector_dir = Path(detector) if detector is not None else DEFAULT_DETECTOR
+        self.trust = tuple(Path(anchor) for anchor in trust)
+        self.actor = actor or current_actor()
+        self._models: dict[tuple[Path, str | None], AnimationPipeline] = {}
+        self.consent = Consent(self)
+        self.audit = Audit(self)
+        self.keys = Keys(self)
+        self.models = ModelTools()
+        self.detector = DetectorTools(self)
+        self.pose = PoseTools(self)
+        self.puppets = PuppetTools()
+
+    def __repr__(self) -> str:
+        return f"Anima(home={str(self.settings.home)!r})"
+
+    # ------------------------------------------------------------ what is loaded once
+
+    @functools.cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self.settings.database_url)
+
+    @functools.cached_property
+    def rules(self) -> PolicyRules:
+        return load_rules(self.policy, self.settings.home)
+
+    @functools.cached_property
+    def face_backend(self) -> FaceBackend:
+        rules = self.rules
+        return load_backend(
+            rules.backend,
+            model_dir=rules.backend_model_dir,
+            match_threshold=rules.match_threshold,
+            home=self.settings.home,
+        )
+
+    @property
+    def registry(self) -> ConsentRegistry:
+        return ConsentRegistry(self.ledger)
+
+    @property
+    def pose_tool_dir(self) -> Path:
+        """The MediaPipe tool environment used to extract poses (built on first use)."""
+        return default_tool_dir(self.settings.home)
+
+    def signing_identity(self) -> SigningIdentity:
+        return identity_from_settings(self.settings)
+
+    def load_model(self, model: str | Path | None = None, device: str | None = None) -> AnimationPipeline:
+        """An animation model folder (default: the shipped ``anima-puppets``), loaded once."""
+        from anima.generate.runner import DEFAULT_MODEL, load_pipeline
+
+        key = (Path(model or DEFAULT_MODEL).resolve(), device)
+        if key not in self._models:
+            self._models[key] = load_pipeline(key[0], device)
+        return self._models[key]
+
+    # ------------------------------------------------------------ jobs
+
+    def stamp(
+        self,
+        source: str | Path,
+        output: str | Path,
+        *,
+        reference: str | Path | None = None,
+        pose: str | Path | None = None,
+        crf: int = 18,
+        progress: Progress | None = None,
+    ) -> StampResult:
+        """Watermark every frame of an existing video or still, sign it, record it in the ledger,
+        and only then move the result to ``output``."""
+        source, output = Path(source), Path(output)
+        media.mime_type(source)
+        publishing.check_output(source, output)
+        media.check_crf(crf)
+        inputs = publishing.ingredients(
+            reference=Path(reference) if reference else None, pose=Path(pose) if pose else None
+        )
+        writer = publishing.file_writer(source, progress)
+        return publishing.publish(
+            self.ledger,
+            self.signing_identity(),
+            writer,
+            output,
+            source_sha256=media.sha256_file(source),
+            inputs=inputs,
+            kind="stamp",
+            software_agent="anima",
+            extra={},
+            crf=crf,
+            actor=self.actor,
+        )
+
+    def verify(self, clip: str | Path, *, trust: Sequence[str | Path] = ()) -> VerifyReport:
+        """Gather manifest, watermark, ledger and detector evidence for ``clip`` and decide a verdict.
+        The detector alone can only say ``likely-synthetic``."""
+        clip = Path(clip)
+        media.mime_type(clip)
+        if not clip.is_file():
+            raise MediaError(f"{clip}: no such file")
+        anchors = [Path(a) for a in trust] + list(self.trust) + list(self.settings.trust_anchors)
+        manifest = read_manifest(clip, anchors)
+        frames, total = media.sample_frames(clip, SAMPLED_FRAMES)
+        try:
+            reading: watermark.WatermarkReading | None = watermark.extract(frames)
+        except ProvenanceError:
+            reading = None  # frames below the watermark's minimum size
+        detector = score_frames(frames, self.detector_dir)
+        row = (
+            self.ledger.stamp_by_payload(reading.payload) if reading and reading.payload is not None else None
+        )
+        claimed = claimed_stamp_id(manifest)
+        if row is None and claimed:
+            row = self.ledger.stamp(claimed)
+        verdict, reasons = decide(manifest, reading, row, detector)
+        return VerifyReport(
+            path=str(clip),
+            sha256=media.sha256_file(clip),
+            verdict=verdict,
+            reasons=reasons,
+            manifest=manifest,
+            watermark=reading,
+            ledger=LedgerMatch.from_row(row) if row is not None else None,
+            durable_manifest=row.manifest if (row is not None and not manifest.present) else None,
+            detector=detector,
+            frames=total,
+        )
+
+    def check_reference(self, reference: str | Path, purpose: str, *, fictional: bool = False) -> Decision:
+        """Ask the consent gate about a reference picture (the decision is recorded either way)."""
+        return self._gate(media.read_image(reference), purpose, fictional)
+
+    def _gate(self, picture: Any, purpose: str, fictional: bool) -> Decision:
+        return gate.check(
+            picture,
+            purpose,
+            self.actor,
+            registry=self.registry,
+            backend=self.face_backend,
+            rules=self.rules,
+            fictional=fictional,
+        )
+
+    def generate(
+        self,
+        reference: str | Path,
+        pose: str | Path,
+        output: str | Path,
+        *,
+        purpose: str,
+        fictional: bool = False,
+        model: str | Path | AnimationPipeline | None = None,
+        reference_pose: str | Path | None = None,
+        frames: int = 48,
+        steps: int | None = None,
+        guidance: float | None = None,
+        strength: float | None = None,
+        seed: int = 0,
+        width: int | None = None,
+        height: int | None = None,
+        fps: float | None = None,
+        align: bool = False,
+        device: str | None = None,
+        crf: int = 18,
+        progress: Progress | None = None,
+    ) -> StampResult:
+        """Gate -> animate -> identity-drift check -> watermark -> encode -> sign -> ledger -> rename.
+
+        ``pose`` is a pose .json, a skeleton or driving video, or ``motion:NAME``; ``model`` a model
+        folder (default: the shipped ``anima-puppets``) or a loaded ``AnimationPipeline``. The consent
+        gate cannot be skipped: a refusal raises :class:`~anima.errors.PolicyDenied` before anything is
+        generated, and a video whose faces drift from the consented identity is never written. The
+        picture the gate checked is the one animated (it is read once).
+        """
+        from anima.generate import runner  # torch and diffusers load only for generation
+        from anima.generate.pipeline import AnimationPipeline
+
+        output = Path(output)
+        if output.suffix.lower() != ".mp4":
+            raise BadInput(f"{output}: output must be an .mp4 file")
+        media.check_output_folder(output)
+        media.check_crf(crf)
+        request = GenerationRequest(
+            reference=Path(reference),
+            pose=str(pose),
+            frames=frames,
+            steps=steps,
+            guidance=guidance,
+            strength=strength,
+            seed=seed,
+            width=width,
+            height=height,
+            fps=fps,
+            align=align,
+            reference_pose=Path(reference_pose) if reference_pose else None,
+        )
+        inputs = publishing.ingredients(
+            reference=request.reference,
+            pose=_pose_ingredient(request.pose),
+            reference_pose=request.reference_pose,
+        )
+        identity = self.signing_identity()  # fail on missing keys before minutes of generation
+        picture = media.read_image(request.reference)
+        decision = self._gate(picture, purpose, fictional)
+        gate.require(decision)
+        pipe = model if isinstance(model, AnimationPipeline) else self.load_model(model, device)
+        video = runner.animate(pipe, request, picture, tool_dir=self.pose_tool_dir)
+        drift = gate.check_output(
+            video.frames,
+            decision,
+            self.actor,
+            registry=self.registry,
+            backend=self.face_backend,
+            rules=self.rules,
+        )
+        gate.require_no_drift(drift)
+        extra = {
+            "model": video.model_name,
+            "pose": request.pose,
+            "seed": request.seed,
+            **video.sampling,
+            "consent": {
+                "purpose": purpose,
+                "fictional": fictional,
+                "decision_event": decision.event_id,
+                "grants": decision.grant_ids,
+            },
+        }
+        return publishing.publish(
+            self.ledger,
+            identity,
+            publishing.frames_writer(video.frames, video.fps, progress),
+            output,
+            source_sha256=hashlib.sha256(video.frames.tobytes()).hexdigest(),
+            inputs=inputs,
+            kind="generation",
+            software_agent=f"anima/{video.model_name}",
+            extra=extra,
+            crf=crf,
+            actor=self.actor,
+        )
+
+    def scan(
+        self,
+        inputs: Sequence[str | Path],
+        out: str | Path,
+        *,
+        engine: str = "local",
+        workers: int | None = None,
+        address: str | None = None,
+        progress: Progress | None = None,
+    ) -> scan_engine.ScanSummary:
+        """Verify many files in parallel, each content once, resuming from ``out/scan.jsonl``; every
+        new row is also an audit event, written from this process only (the ledger has one writer)."""
+        for anchor in self.trust:
+            if not anchor.is_file():
+                raise BadInput(f"{anchor}: no such file (a trusted CA certificate)")
+        paths = scan_engine.collect([Path(item) for item in inputs])
+        if not paths:
+            raise BadInput("nothing to scan: no media files in the paths given")
+        ledger = self.ledger  # opened here first, so that workers only ever read it
+        out = Path(out)
+        work = ScanWork(
+            str(self.settings.home),
+            self.settings.database_url,
+            tuple(str(anchor) for anchor in self.trust),
+            str(self.detector_dir),
+        )
+
+        def record(row: scan_engine.Row) -> None:
+            details = scan_engine.audit_details(row, out)
+            ledger.record("scan", self.actor, row["sha256"] or details["path"], details)
+
+        return scan_engine.run(
+            paths,
+            out,
+            work,
+            engine=engine,
+            workers=workers,
+            address=address,
+            on_row=record,
+            progress=progress,
+        )
+
+
+@dataclass(frozen=True)
+class ScanWork:
+    """The per-file check of a scan: picklable (it runs in worker processes and Ray tasks), and
+    each worker builds its :class:`Anima` once, not once per file."""
+
+    home: str
+    database_url: str
+    trust: tuple[str, ...]
+    detector: str
+
+    def __call__(self, path: str) -> scan_engine.Row:
+        report = _worker_anima(self).verify(Path(path))
+        return scan_engine.file_result(report.to_dict(), report.stamp_id, report.frames, Path(path))
+
+
+@functools.cache
+def _worker_anima(work: ScanWork) -> Anima:
+    return Anima(work.home, work.database_url, trust=work.trust, detector=work.detector)

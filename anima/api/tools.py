@@ -1,0 +1,175 @@
+"""The API's tool namespaces: ``anima.models`` (import published weights, train the default model),
+``anima.detector`` (its data, training and evaluation), ``anima.pose`` (extract and render poses)
+and ``anima.puppets`` (the procedural training world). Heavy imports happen inside each call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from anima.errors import BadInput
+from anima.media import atomic_output
+
+if TYPE_CHECKING:
+    from anima.api.core import Anima
+    from anima.detect.dataset import ClipEntry
+    from anima.generate.moore import ImportReport
+    from anima.pose import PoseSequence
+
+Metrics = dict[str, dict[str, float]]
+SPLITS = ("train", "val", "test")
+
+
+class ModelTools:
+    """``anima.models``: animation model folders."""
+
+    def import_moore(
+        self, weights_dir: str | Path, output: str | Path, *, half: bool = False
+    ) -> ImportReport:
+        """Convert Moore-AnimateAnyone's ``pretrained_weights`` folder into an Anima model folder,
+        mapping every key (a dropped tensor fails the import)."""
+        from anima.generate.moore import import_moore
+
+        return import_moore(Path(weights_dir), Path(output), half=half)
+
+    def train(self, config: str | Path) -> Path:
+        """Train the default model on puppets from a training config (.toml); resumes from the last
+        checkpoint in the config's ``work_dir``. Returns the model folder."""
+        from anima.training.trainer import TrainConfig, train
+
+        return train(TrainConfig.from_toml(Path(config)))
+
+
+class DetectorTools:
+    """``anima.detector``: the classifier of this generator's output."""
+
+    def __init__(self, anima: Anima) -> None:
+        self._anima = anima
+
+    def dataset(
+        self,
+        output: str | Path,
+        *,
+        puppets: dict[str, int] | None = None,
+        photos: int = 60,
+        frames: int = 12,
+        model: str | Path | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> list[ClipEntry]:
+        """Build real and generated clips split by character and motion (a re-run resumes)."""
+        from anima.detect.dataset import DatasetPlan, build_dataset
+
+        puppets = puppets or {"train": 150, "val": 50, "test": 60}
+        plan = DatasetPlan(puppets=puppets, photos=dict.fromkeys(SPLITS, photos), frames=frames)
+        return build_dataset(Path(output), plan, Path(model) if model else None, progress=progress)
+
+    def train(
+        self,
+        dataset: str | Path,
+        output: str | Path,
+        *,
+        backbone: str = "mobilenetv3_small_050",
+        steps: int = 1500,
+        seed: int = 0,
+        progress: Callable[[int, float], None] | None = None,
+    ) -> Metrics:
+        """Train on the train split, calibrate on val (threshold at 1% FPR); the test metrics."""
+        from anima.detect.classifier import SyntheticVideoDetector
+        from anima.detect.training import train_detector
+
+        detector = SyntheticVideoDetector(backbone=backbone, steps=steps, seed=seed)
+        return train_detector(Path(dataset), Path(output), detector, progress=progress)
+
+    def calibrate(self, dataset: str | Path, detector: str | Path | None = None) -> Metrics:
+        """Set a trained detector's calibration and threshold anew on val; the test metrics."""
+        from anima.detect.training import recalibrate
+
+        return recalibrate(Path(dataset), Path(detector or self._anima.detector_dir))
+
+    def evaluate(
+        self, dataset: str | Path, detector: str | Path | None = None, split: str = "test"
+    ) -> Metrics:
+        """AUC, AP and TPR at 1% FPR on a split, clean and after each attack."""
+        from anima.detect.classifier import SyntheticVideoDetector
+        from anima.detect.dataset import load_dataset
+        from anima.detect.training import evaluate
+
+        if split not in SPLITS:
+            raise BadInput(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        model = SyntheticVideoDetector.load(Path(detector or self._anima.detector_dir))
+        clips, labels, _ = load_dataset(Path(dataset), split)
+        return evaluate(model, clips, labels)
+
+
+class PoseTools:
+    """``anima.pose``: pose sequences."""
+
+    def __init__(self, anima: Anima) -> None:
+        self._anima = anima
+
+    def extract(
+        self,
+        video: str | Path,
+        output: str | Path,
+        *,
+        render: str | Path | None = None,
+        dwpose: str | Path | None = None,
+    ) -> PoseSequence:
+        """Extract an OpenPose-18 pose sequence from a driving video (MediaPipe, or DWPose from a
+        folder of ONNX models) into a .json, and optionally its rendered skeleton video."""
+        from anima.pose import extract_driving_pose, render_video
+
+        sequence = extract_driving_pose(
+            Path(video), dwpose_models=Path(dwpose) if dwpose else None, tool_dir=self._anima.pose_tool_dir
+        )
+        with atomic_output(Path(output)) as tmp:
+            sequence.save(tmp)
+        if render is not None:
+            with atomic_output(Path(render)) as tmp:
+                render_video(sequence, tmp)
+        return sequence
+
+    def render(
+        self,
+        pose: str | Path,
+        output: str | Path,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        frames: int = 48,
+    ) -> int:
+        """Render a pose .json (or ``motion:NAME``) as a skeleton video; returns its frame count."""
+        from anima.pose import builtin_motion, read_pose_json, render_video
+
+        spec = str(pose)
+        if spec.startswith("motion:"):
+            sequence = builtin_motion(spec, frames, 24.0, (width or 512, height or 512))
+        else:
+            sequence = read_pose_json(Path(pose))
+        size = (width or sequence.width, height or sequence.height)
+        with atomic_output(Path(output)) as tmp:
+            return render_video(sequence, tmp, size=size)
+
+
+class PuppetTools:
+    """``anima.puppets``: procedurally drawn characters with exact poses."""
+
+    def sheet(
+        self, output: str | Path, *, seed: int = 0, count: int = 6, frames: int = 6, size: int = 128
+    ) -> None:
+        """A contact sheet (.png): one puppet clip of a random kind per row, ``frames`` across."""
+        import cv2
+
+        from anima.puppets import contact_sheet
+
+        output = Path(output)
+        for name, value, low in (("count", count, 1), ("frames", frames, 1), ("size", size, 32)):
+            if value < low:
+                raise BadInput(f"{name} must be at least {low}, got {value}")
+        if output.suffix.lower() != ".png":
+            raise BadInput(f"{output}: the contact sheet is written as .png")
+        sheet = contact_sheet(range(seed, seed + count), frames_per_clip=frames, size=(size, size))
+        with atomic_output(output) as tmp:
+            if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+                raise BadInput(f"{output}: cannot write the image")

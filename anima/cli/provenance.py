@@ -1,0 +1,158 @@
+"""``anima stamp``, ``anima verify`` and ``anima keys``: provenance for outputs and suspicious clips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from anima.api import Anima
+from anima.cli._common import CrfOption, HomeOption, TrustOption, console, progress_bar, say
+from anima.provenance.verify import Verdict, VerifyReport, stamp_id_for
+
+keys_app = typer.Typer(help="The signing identity used for C2PA manifests.", no_args_is_help=True)
+
+VERDICT_COLOURS = {
+    Verdict.ANIMA_GENERATED: "cyan",
+    Verdict.TAMPERED: "red",
+    Verdict.AI_DECLARED: "yellow",
+    Verdict.LIKELY_SYNTHETIC: "magenta",
+    Verdict.NO_EVIDENCE: "white",
+}
+
+
+def stamp(
+    source: Annotated[Path, typer.Argument(help="Video (.mp4/.mov) or still (.png/.jpg) to stamp.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where the stamped file goes.")],
+    reference: Annotated[Path | None, typer.Option(help="Reference image, listed as an ingredient.")] = None,
+    pose: Annotated[Path | None, typer.Option(help="Pose input file, listed as an ingredient.")] = None,
+    crf: CrfOption = 18,
+    home: HomeOption = None,
+) -> None:
+    """Watermark every frame, sign a C2PA manifest and record the output in the ledger."""
+    with progress_bar() as bar:
+        task = bar.add_task("watermarking", total=None)
+        result = Anima(home).stamp(
+            source,
+            output,
+            reference=reference,
+            pose=pose,
+            crf=crf,
+            progress=lambda done, total: bar.update(task, completed=done, total=total or None),
+        )
+    say(
+        f"[green]stamped[/] {escape(str(result.output))}  id [bold]{result.stamp_id}[/]  "
+        f"frames {result.frames}  signer {escape(result.signer)}"
+    )
+
+
+def verify(
+    clip: Annotated[Path, typer.Argument(help="Video or still to examine.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
+    trust: TrustOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Report manifest, watermark, ledger and detector evidence and a verdict. Exits 0 whatever the
+    verdict."""
+    report = Anima(home).verify(clip, trust=trust or [])
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        print_report(report)
+
+
+def _evidence_rows(report: VerifyReport) -> list[tuple[str, str]]:
+    manifest, mark, detector = report.manifest, report.watermark, report.detector
+    rows: list[tuple[str, str]] = []
+    if manifest.present:
+        trust = " (trusted signer)" if manifest.trusted else " (signer not trusted)" if manifest.valid else ""
+        rows.append(("manifest", f"{manifest.validation_state}{trust}"))
+        rows.append(
+            ("", f"AI-declared: {'yes' if manifest.ai_declared else 'no'}; signer: {manifest.signer}")
+        )
+        if manifest.ingredients:
+            names = ", ".join(f"{i['title']} ({i['relationship']})" for i in manifest.ingredients)
+            rows.append(("", f"ingredients: {names}"))
+        if manifest.failures or manifest.error:
+            rows.append(("", "failures: " + ", ".join(manifest.failures or [str(manifest.error)])))
+    else:
+        rows.append(("manifest", "none"))
+    if mark is None:
+        rows.append(("watermark", "not checked (frames too small)"))
+    elif mark.payload is not None:
+        rows.append(
+            (
+                "watermark",
+                f"payload {mark.payload} ({stamp_id_for(mark.payload)}), "
+                f"false-positive bound {mark.false_positive_bound:.1e}, {mark.frames_used} frames",
+            )
+        )
+    else:
+        rows.append(("watermark", f"none found (best sync z {mark.sync_z:.1f})"))
+    if report.ledger:
+        row = report.ledger
+        rows.append(("ledger", f"stamp {row.stamp_id} ({row.kind}) created {row.created_at} by {row.signer}"))
+    else:
+        rows.append(("ledger", "no matching row"))
+    if report.durable_manifest is not None:
+        rows.append(
+            ("durable", "manifest stripped from the file; the original is in the ledger (--json shows it)")
+        )
+    if detector is None:
+        rows.append(("detector", "not installed"))
+    else:
+        scores = detector.frame_scores
+        rows.append(
+            (
+                "detector",
+                f"clip score {detector.clip_score:.2f} (threshold {detector.threshold:.2f}, "
+                f"probability {detector.probability:.2f}); {len(scores)} frames, "
+                f"scores {min(scores):.2f} to {max(scores):.2f}",
+            )
+        )
+    return rows
+
+
+def print_report(report: VerifyReport) -> None:
+    """The evidence first, then the verdict and its reasons."""
+    say(f"[bold]{escape(report.path)}[/]  sha256 {report.sha256[:16]}…")
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in _evidence_rows(report):
+        table.add_row(label, escape(value))
+    console.print(table)
+    say(f"verdict: [bold {VERDICT_COLOURS[report.verdict]}]{report.verdict}[/]")
+    for reason in report.reasons:
+        say(f"  - {escape(reason)}")
+
+
+@keys_app.command("init")
+def keys_init(
+    org: Annotated[str, typer.Option(help="Organisation named in the certificates.")] = "Anima local studio",
+    force: Annotated[bool, typer.Option(help="Replace an existing identity.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Create a local CA and an ES256 signing certificate (keys mode 0600)."""
+    anima = Anima(home)
+    identity = anima.keys.init(org=org, force=force)
+    say(f"[green]created[/] signing identity {escape(identity.subject)}")
+    say(
+        f"  chain {identity.chain_path}\n  key   {identity.key_path}\n"
+        f"  CA    {anima.settings.local_ca_cert}  (give this to verifiers who should trust you)"
+    )
+
+
+@keys_app.command("show")
+def keys_show(home: HomeOption = None) -> None:
+    """Show the signing identity in use."""
+    identity = Anima(home).keys.show()
+    say(
+        f"subject      {escape(identity.subject)}\nissuer       {escape(identity.issuer)}\n"
+        f"expires      {identity.not_after:%Y-%m-%d}\nsha256       {identity.fingerprint_sha256}\n"
+        f"chain        {identity.chain_path}\nkey          {identity.key_path}"
+    )
