@@ -167,8 +167,6 @@ class Consent:
 
     def revoke(self, record_id: str, reason: str) -> list[GrantRecord]:
         """Revoke a consent, or every consent of an identity; returns what was revoked."""
-        if not reason.strip():
-            raise BadInput("a revocation needs a reason")
         return [GrantRecord.of(g) for g in self._anima.registry.revoke(record_id, reason, self._anima.actor)]
 
     def extend(self, grant_id: str, expires: dt.date | None) -> GrantRecord:

@@ -99,7 +99,7 @@ class ConsentRegistry:
         if identity.forgotten_at is not None:
             raise BadInput(f"{identity_id} was forgotten; enrol the person again")
         if not purposes:
-            raise BadInput("give at least one --purpose")
+            raise BadInput("give at least one purpose")
         now = dt.datetime.now(dt.UTC)
         valid_from = valid_from or now
         if expires_at is not None and expires_at <= valid_from:
@@ -130,7 +130,7 @@ class ConsentRegistry:
     def revoke(self, grant_or_identity_id: str, reason: str, actor: str) -> list[ConsentGrant]:
         """Revoke one grant, or every grant of an identity; returns what was revoked."""
         if not reason.strip():
-            raise BadInput("--reason must say why consent is revoked")
+            raise BadInput("a revocation must say why consent is revoked")
         if grant_or_identity_id.startswith("idn-"):
             targets = [g for g in self.grants(self.identity(grant_or_identity_id).id) if g.revoked_at is None]
         else:

@@ -75,9 +75,9 @@ def init_identity(
     keys_dir = settings.keys_dir
     chain_path, key_path = keys_dir / "chain.pem", keys_dir / "signing.key"
     if chain_path.exists() and not force:
-        raise BadInput(f"a signing identity already exists in {keys_dir} (use --force to replace it)")
+        raise BadInput(f"a signing identity already exists in {keys_dir} (replace it only on purpose, with force)")
     if not org.strip():
-        raise BadInput("--org must not be empty")
+        raise BadInput("the organisation name must not be empty")
 
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     ca_key = ec.generate_private_key(ec.SECP256R1())

@@ -273,11 +273,11 @@ class RayEngine:
 
 def open_engine(engine: str, workers: int | None, address: str | None) -> Engine:
     if engine not in ENGINES:
-        raise BadInput(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        raise BadInput(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if workers is not None and workers < 1:
-        raise BadInput(f"--workers must be at least 1, got {workers}")
+        raise BadInput(f"workers must be at least 1, got {workers}")
     if address and engine != "ray":
-        raise BadInput("--address is for the ray engine (add --engine ray)")
+        raise BadInput("a cluster address is for the ray engine only")
     if engine == "ray":
         return RayEngine(workers, address)
     return LocalEngine(workers or os.cpu_count() or 1)
