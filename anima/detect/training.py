@@ -77,9 +77,8 @@ def train_detector(
     metrics in its card; returns those metrics."""
     clips, labels, _ = load_dataset(dataset, "train")
     pool, pool_labels = with_damaged_copies(clips, labels, DAMAGED_COPIES, seed=detector.seed)
-    detector.fit(pool, pool_labels, progress=progress)
     val_clips, val_labels, _ = load_dataset(dataset, "val")
-    detector.calibrate(val_clips, val_labels)
+    detector.fit(pool, pool_labels, X_val=val_clips, y_val=val_labels, progress=progress)
     return _save_with_card(dataset, output, detector, labels, val_labels)
 
 

@@ -1,9 +1,10 @@
 """Scan reports for people: ``scan.csv`` for spreadsheets and a self-contained ``report.html``.
 
 Every string in a row may come from a hostile file (its name, its manifest's signer, an error
-message), so the HTML escapes all of it and the CSV defuses spreadsheet formulas. Columns come
-from the row's data: a verdict or classifier score that the verifier adds shows up without
-changes here.
+message), so the CSV defuses spreadsheet formulas and the HTML is rendered from
+``templates/report.html.j2`` with Jinja2's autoescaping: this module hands the template plain
+text and the template escapes all of it. Columns come from the row's data: a verdict or
+classifier score that the verifier adds shows up without changes here.
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ from __future__ import annotations
 import base64
 import csv
 import datetime as dt
-import html
+import functools
 import io
 import math
 import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jinja2
 from PIL import Image
 
 from anima import media
@@ -43,7 +46,8 @@ CSV_COLUMNS = (
     "duplicate_of",
 )
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-BASE64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
+BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")  # a thumbnail, checked with fullmatch
+TEMPLATE = "report.html.j2"
 BADGE_COLOURS = {
     "anima-generated": "#0e7490",
     "ai-declared": "#a16207",
@@ -52,6 +56,7 @@ BADGE_COLOURS = {
     "no-evidence": "#4b5563",
     "error": "#6b21a8",
 }
+OTHER_BADGE = "#374151"
 
 Row = dict[str, Any]
 
@@ -138,108 +143,90 @@ def write_csv(rows: Sequence[Row], path: Path) -> None:
             writer.writerow([_cell(values[key]) for key in CSV_COLUMNS])
 
 
-STYLE = """
-body{font:14px system-ui,sans-serif;margin:24px;color:#111}
-h1{font-size:20px;margin:0 0 4px}.meta{color:#555;margin-bottom:12px}
-.filters button{border:1px solid #bbb;background:#fff;border-radius:14px;padding:4px 10px;margin:0 4px 8px 0;
-cursor:pointer}.filters button.on{background:#111;color:#fff;border-color:#111}
-table{border-collapse:collapse;width:100%}
-td,th{border-bottom:1px solid #e5e5e5;padding:6px 8px;text-align:left;vertical-align:top}
-th{background:#f6f6f6}img{display:block;max-width:120px;max-height:120px}
-.noimg{width:120px;height:68px;background:#eee}.name{font-weight:600;word-break:break-all}
-.path{color:#666;font-size:12px;word-break:break-all}
-.badge{display:inline-block;color:#fff;border-radius:4px;padding:2px 6px;font-size:12px;white-space:nowrap}
-ul{margin:0;padding-left:18px}.err{color:#6b21a8}.small{color:#555;font-size:12px}
-.bar{position:relative;width:140px;height:10px;background:#eee;border-radius:5px}
-.bar span{position:absolute;left:0;top:0;bottom:0;background:#c2410c;border-radius:5px}
-.bar i{position:absolute;top:-3px;bottom:-3px;width:2px;background:#111}
-"""
-
-SCRIPT = """
-document.querySelectorAll('.filters button').forEach(function (button) {
-  button.addEventListener('click', function () {
-    var wanted = button.dataset.verdict;
-    document.querySelectorAll('.filters button').forEach(function (b) {
-      b.classList.toggle('on', b === button);
-    });
-    document.querySelectorAll('tbody tr').forEach(function (tr) {
-      tr.hidden = wanted !== '*' && tr.dataset.verdict !== wanted;
-    });
-  });
-});
-"""
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def _bar_position(value: float) -> float:
     """Where a score sits on the bar, in percent. Scores are logits (unbounded), so the bar is on
     the logistic scale; score and threshold go through the same map, so their order is kept."""
     return 100.0 / (1.0 + math.exp(-min(max(value, -50.0), 50.0)))
 
 
-def _score_bar(score: float | None, threshold: float | None) -> str:
-    if score is None:
-        return ""
-    marker = "" if threshold is None else f'<i style="left:{_bar_position(threshold):.1f}%"></i>'
-    caption = f"{score:.3f}" + ("" if threshold is None else f" (threshold {threshold:.3f})")
-    return (
-        f'<div class="bar"><span style="width:{_bar_position(score):.1f}%"></span>{marker}</div>'
-        f'<div class="small">{_e(caption)}</div>'
-    )
+@dataclass(frozen=True)
+class _HtmlRow:
+    """What the page shows of one row: plain text and numbers, escaped by the template."""
+
+    verdict: str
+    colour: str
+    thumbnail: str | None  # base64 JPEG; anything else is dropped, never put in ``src``
+    name: str
+    path: str
+    sha256: str
+    ok: bool
+    reasons: list[str]
+    facts: list[str]
+    error: str
+    duplicate_of: str | None
+    score: float | None
+    threshold: float | None
+
+    @property
+    def score_at(self) -> float | None:
+        return None if self.score is None else _bar_position(self.score)
+
+    @property
+    def threshold_at(self) -> float | None:
+        return None if self.threshold is None else _bar_position(self.threshold)
 
 
-def _table_row(row: Row) -> str:
+def _html_row(row: Row) -> _HtmlRow:
     verdict = label(row)
     evidence = _evidence(row)
     thumb = row.get("thumbnail")
-    image = (
-        f'<img alt="" src="data:image/jpeg;base64,{thumb}">'
-        if isinstance(thumb, str) and thumb and BASE64.match(thumb)
-        else '<div class="noimg"></div>'
-    )
     path = str(row.get("path", ""))
-    if row.get("status") == "ok":
-        details = "".join(f"<li>{_e(reason)}</li>" for reason in evidence["reasons"])
-        facts = [f"manifest: {evidence['manifest']}"]
-        if evidence["signer"]:
-            facts.append(f"signer: {evidence['signer']}")
-        if evidence["watermark_payload"] is not None:
-            facts.append(f"watermark payload: {evidence['watermark_payload']}")
-        if row.get("stamp_id"):
-            facts.append(f"stamp: {row['stamp_id']}")
-        body = f'<ul>{details}</ul><div class="small">{_e("; ".join(facts))}</div>'
-    else:
-        body = f'<div class="err">{_e(row.get("error") or "unknown error")}</div>'
-    if row.get("duplicate_of"):
-        body += f'<div class="small">same content as {_e(row["duplicate_of"])}</div>'
-    colour = BADGE_COLOURS.get(verdict, "#374151")
-    return (
-        f'<tr data-verdict="{_e(verdict)}"><td>{image}</td>'
-        f'<td><div class="name">{_e(Path(path).name)}</div><div class="path">{_e(path)}</div>'
-        f'<div class="small">sha256 {_e(str(row.get("sha256") or "")[:16])}</div></td>'
-        f'<td><span class="badge" style="background:{colour}">{_e(verdict)}</span></td>'
-        f"<td>{body}</td><td>{_score_bar(*_classifier(row))}</td></tr>"
+    facts = [f"manifest: {evidence['manifest']}"]
+    if evidence["signer"]:
+        facts.append(f"signer: {evidence['signer']}")
+    if evidence["watermark_payload"] is not None:
+        facts.append(f"watermark payload: {evidence['watermark_payload']}")
+    if row.get("stamp_id"):
+        facts.append(f"stamp: {row['stamp_id']}")
+    score, threshold = _classifier(row)
+    return _HtmlRow(
+        verdict=verdict,
+        colour=BADGE_COLOURS.get(verdict, OTHER_BADGE),
+        thumbnail=thumb if isinstance(thumb, str) and thumb and BASE64.fullmatch(thumb) else None,
+        name=Path(path).name,
+        path=path,
+        sha256=str(row.get("sha256") or "")[:16],
+        ok=row.get("status") == "ok",
+        reasons=evidence["reasons"],
+        facts=facts,
+        error=str(row.get("error") or "unknown error"),
+        duplicate_of=str(row["duplicate_of"]) if row.get("duplicate_of") else None,
+        score=score,
+        threshold=threshold,
+    )
+
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    """The report templates, HTML ones autoescaped; an undefined name in a template is an error."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("anima.scan", "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2")),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
 
 
 def write_html(rows: Sequence[Row], path: Path) -> None:
     """One self-contained page (inline CSS, JS and thumbnails) with filters by verdict."""
-    counts = Counter(label(row) for row in rows).most_common()
-    buttons = [f'<button class="on" data-verdict="*">all ({len(rows)})</button>'] + [
-        f'<button data-verdict="{_e(verdict)}">{_e(verdict)} ({count})</button>' for verdict, count in counts
-    ]
     page = (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>Anima scan report</title><style>{STYLE}</style></head><body>"
-        f'<h1>Anima scan report</h1><div class="meta">{len(rows)} files, written '
-        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC</div>"
-        f'<div class="filters">{"".join(buttons)}</div>'
-        "<table><thead><tr><th></th><th>file</th><th>verdict</th><th>evidence</th><th>classifier score</th>"
-        f"</tr></thead><tbody>{''.join(_table_row(row) for row in rows)}</tbody></table>"
-        f"<script>{SCRIPT}</script></body></html>"
+        _templates()
+        .get_template(TEMPLATE)
+        .render(
+            rows=[_html_row(row) for row in rows],
+            counts=Counter(label(row) for row in rows).most_common(),
+            written=f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M}",
+        )
     )
     path.write_text(page, encoding="utf-8", errors="backslashreplace")
