@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from anima.pose import PoseSequence
-from anima.training.quality import psnr
 from anima.generate.runner import DEFAULT_MODEL, default_pipeline
 from anima.media import read_image
+from anima.pose import PoseSequence
+from anima.training.quality import psnr
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -60,10 +60,10 @@ def test_default_model_animates_the_sample(pipe) -> None:
     assert psnr(video, truth) > psnr(np.repeat(reference[None], 8, axis=0), truth) + 1.0
 
 
-def test_generate_cli_uses_the_default_model(settings, tmp_path: Path) -> None:
+def test_generate_cli_uses_the_default_model(studio, settings, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from anima import flows
+    from anima import Verdict
     from anima.cli import app
 
     motion = PoseSequence.load(SAMPLES / "puppet-turn.pose.json")
@@ -75,7 +75,7 @@ def test_generate_cli_uses_the_default_model(settings, tmp_path: Path) -> None:
             "education", "-o", str(output)]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.stdout + result.stderr
-    report = flows.verify(settings, output, trust=[settings.local_ca_cert])
-    assert report.verdict == flows.VERDICT_ANIMA
+    report = studio.verify(output, trust=[settings.local_ca_cert])
+    assert report.verdict == Verdict.ANIMA_GENERATED
     assert report.manifest.anima["model"] == "anima-puppets"
     assert report.manifest.anima["strength"] == pytest.approx(0.45)

@@ -337,10 +337,10 @@ def _new_row(path: str, sha256: str | None, result: Row) -> Row:
     }
 
 
-def file_result(report: dict[str, Any], stamp_id: str | None, frames: int | None, path: Path) -> Row:
+def file_result(verified: dict[str, Any], stamp_id: str | None, frames: int | None, path: Path) -> Row:
     """What a worker returns for one checked file: the verify report, the stamp it traces to, the
     frame count and a thumbnail for the HTML report."""
-    return {"report": report, "stamp_id": stamp_id, "frames": frames, "thumbnail": report.thumbnail(path)}
+    return {"report": verified, "stamp_id": stamp_id, "frames": frames, "thumbnail": report.thumbnail(path)}
 
 
 def audit_details(row: Row, out: Path) -> dict[str, Any]:
