@@ -15,11 +15,10 @@ Environment variables win over the file, the file over the defaults:
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from anima.errors import BadInput
+from anima import tomlconfig
 
 
 @dataclass(frozen=True)
@@ -41,14 +40,21 @@ class Settings:
         return self.keys_dir / "ca.pem"
 
 
+@dataclass(frozen=True)
+class _ConfigFile:
+    """The keys ``config.toml`` may set; an unset one (or an empty string) falls back to the default."""
+
+    database_url: str | None = None
+    signing_cert: Path | None = None
+    signing_key: Path | None = None
+    trust_anchors: tuple[Path, ...] | str | None = None  # a list, or ``:``-separated like the env var
+
+
 def _read_config_file(home: Path) -> dict[str, object]:
     path = home / "config.toml"
     if not path.exists():
         return {}
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{path}: not valid TOML ({exc})") from exc
+    return tomlconfig.load(path, _ConfigFile)
 
 
 def load_settings(home: Path | None = None) -> Settings:
@@ -61,7 +67,7 @@ def load_settings(home: Path | None = None) -> Settings:
         return str(value)
 
     anchors_value = os.environ.get("ANIMA_TRUST_ANCHORS") or file_values.get("trust_anchors") or ""
-    if isinstance(anchors_value, list):
+    if isinstance(anchors_value, tuple):
         anchors = tuple(Path(str(p)).expanduser() for p in anchors_value)
     else:
         anchors = tuple(Path(p).expanduser() for p in str(anchors_value).split(os.pathsep) if p)

@@ -13,7 +13,7 @@ from PIL import Image
 from skimage import data
 from sqlalchemy import text
 
-from anima import flows
+from anima import Anima
 from anima.config import Settings
 from anima.errors import BadInput
 from anima.ledger import Ledger
@@ -66,23 +66,24 @@ def statement(tmp_path: Path) -> Path:
     return path
 
 
+def _enroll(
+    settings: Settings, name: str, photos: list[Path], statement: Path, purposes: list[str], **kwargs
+):
+    """Enrol through the API as a casting desk would; the identity and its first consent."""
+    record = Anima(settings.home, actor="casting").consent.enroll(name, photos, statement, purposes, **kwargs)
+    return record, record.grants[0]
+
+
 @pytest.fixture
 def enrolled(settings: Settings, photos: dict[str, Path], statement: Path):
-    return flows.enroll(
-        settings,
-        "Eileen Collins",
-        [photos["astronaut"]],
-        statement,
-        ["fashion"],
-        expires=dt.date.today() + dt.timedelta(days=30),
-        actor="casting",
-    )
+    expires = dt.date.today() + dt.timedelta(days=30)
+    return _enroll(settings, "Eileen Collins", [photos["astronaut"]], statement, ["fashion"], expires=expires)
 
 
 def _check(
     settings: Settings, photo: Path, purpose: str = "fashion", fictional: bool = False
 ) -> gate.Decision:
-    return flows.check_reference(settings, photo, purpose, fictional=fictional, actor="studio")
+    return Anima(settings.home, actor="studio").check_reference(photo, purpose, fictional=fictional)
 
 
 @pytest.mark.parametrize(
@@ -134,15 +135,16 @@ def test_revoked_expired_and_wrong_purpose_are_refused(settings, enrolled, photo
     registry = ConsentRegistry(Ledger(settings.database_url))
     registry.revoke(grant.id, "withdrew consent by email", "casting")
     assert "consent-revoked" in _check(settings, photos["astronaut"]).reasons
-    flows.grant_consent(
-        settings, identity.id, statement, ["fashion"], valid_from=dt.date.today() + dt.timedelta(days=10)
+    Anima(settings.home).consent.grant(
+        identity.id, statement, ["fashion"], valid_from=dt.date.today() + dt.timedelta(days=10)
     )
     assert "consent-not-yet-valid" in _check(settings, photos["astronaut"]).reasons
 
 
 def test_expired_consent_is_refused(settings, photos, statement) -> None:
-    _, grant = flows.enroll(settings, "Eileen Collins", [photos["astronaut"]], statement, ["fashion"])
+    record, _ = _enroll(settings, "Eileen Collins", [photos["astronaut"]], statement, ["fashion"])
     registry = ConsentRegistry(Ledger(settings.database_url))
+    grant = registry.grants(record.id)[0]
     grant.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)  # as if the period had run out
     registry.ledger.record("consent.extended", "test", grant.id, {}, row=grant)
     assert "consent-expired" in _check(settings, photos["astronaut"]).reasons
@@ -194,12 +196,12 @@ def test_undoing_a_revocation_by_sql_is_caught(settings, enrolled, photos) -> No
 )
 def test_enrolment_needs_one_clear_face_per_photo(settings, photos, statement, photo_names, message) -> None:
     with pytest.raises(BadInput, match=message):
-        flows.enroll(settings, "Someone", [photos[n] for n in photo_names], statement, ["fashion"])
+        _enroll(settings, "Someone", [photos[n] for n in photo_names], statement, ["fashion"])
 
 
 def test_enrolling_the_same_person_twice_is_refused(settings, enrolled, photos, statement) -> None:
     with pytest.raises(BadInput, match="already enrolled"):
-        flows.enroll(settings, "E. Collins", [photos["astronaut_mirrored"]], statement, ["fashion"])
+        _enroll(settings, "E. Collins", [photos["astronaut_mirrored"]], statement, ["fashion"])
 
 
 def test_forget_erases_face_data(settings, enrolled, photos) -> None:
@@ -277,16 +279,19 @@ def test_policy_file_rules(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="unknown purpose"):
         rules.check_purpose("entertainment")
     path.write_text("min_face_sise = 10\n")
-    with pytest.raises(BadInput, match="unknown policy setting"):
+    with pytest.raises(BadInput, match=r"unknown setting min_face_sise \(did you mean min_face_size\?\)"):
+        load_rules(path)
+    path.write_text("min_face_size = 16\n")
+    with pytest.raises(BadInput, match="`min_face_size` must be at least 32, got 16"):
         load_rules(path)
 
 
 def test_generate_goes_through_the_gate(settings, enrolled, photos, tmp_path: Path) -> None:
     """Allowed: the video is stamped and its manifest names the consent. Refused: exit 3, no file."""
+    from tiny import tiny_pipeline
     from typer.testing import CliRunner
 
     from anima.cli import app
-    from anima.generate.configs import tiny_pipeline
 
     model = tmp_path / "model"
     tiny_pipeline(seed=0).save_pretrained(model)
@@ -308,7 +313,7 @@ def test_generate_goes_through_the_gate(settings, enrolled, photos, tmp_path: Pa
     ]
     allowed = CliRunner().invoke(app, [*base, "--purpose", "fashion", "-o", str(tmp_path / "ok.mp4")])
     assert allowed.exit_code == 0, allowed.stderr
-    report = flows.verify(settings, tmp_path / "ok.mp4")
+    report = Anima(settings.home).verify(tmp_path / "ok.mp4")
     consent = report.manifest.anima["consent"]
     assert consent["grants"] == [grant.id] and consent["purpose"] == "fashion" and not consent["fictional"]
     refused = CliRunner().invoke(app, [*base, "--purpose", "advertising", "-o", str(tmp_path / "no.mp4")])

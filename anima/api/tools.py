@@ -36,7 +36,8 @@ class ModelTools:
     def train(self, config: str | Path) -> Path:
         """Train the default model on puppets from a training config (.toml); resumes from the last
         checkpoint in the config's ``work_dir``. Returns the model folder."""
-        from anima.training.trainer import TrainConfig, train
+        from anima.training.config import TrainConfig
+        from anima.training.trainer import train
 
         return train(TrainConfig.from_toml(Path(config)))
 

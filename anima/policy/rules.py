@@ -16,12 +16,13 @@ Unknown keys are refused, so a typo never silently weakens the policy.
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
+from anima import tomlconfig
 from anima.errors import BadInput
 from anima.policy.faces import FaceBackend
+from anima.tomlconfig import setting
 
 DEFAULT_PURPOSES = ("fashion", "entertainment", "education", "advertising", "research")
 # Measured on package-shipped photos (benchmarks/faces.py): dlib's own 0.6 admitted 3 of 2,240
@@ -34,11 +35,14 @@ class PolicyRules:
     purposes: tuple[str, ...] = DEFAULT_PURPOSES
     backend: str = "dlib:cnn"  # the CNN pass finds faces HOG misses beside easy ones
     backend_model_dir: Path | None = None
-    match_threshold: float | None = None
-    ambiguity_margin: float = 0.08
-    min_face_size: int = 64
-    min_sharpness: float = 20.0
-    drift_sample_frames: int = 8
+    match_threshold: float | None = setting(None, above=0)
+    ambiguity_margin: float = setting(0.08, at_least=0)
+    min_face_size: int = setting(64, at_least=32)
+    min_sharpness: float = setting(20.0, at_least=0)
+    drift_sample_frames: int = setting(8, at_least=1)
+
+    def __post_init__(self) -> None:
+        tomlconfig.validate(self, "policy")
 
     def threshold_for(self, backend: FaceBackend) -> float:
         """The match threshold: the policy's, else a measured default for the backend, else its own."""
@@ -57,23 +61,4 @@ def load_rules(path: Path | None = None, home: Path | None = None) -> PolicyRule
         path = home / "policy.toml"
     if path is None:
         return PolicyRules()
-    try:
-        values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such policy file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{path}: not valid TOML ({exc})") from None
-    known = {f.name for f in fields(PolicyRules)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise BadInput(f"{path}: unknown policy setting(s) {', '.join(unknown)}")
-    if "purposes" in values:
-        values["purposes"] = tuple(str(p) for p in values["purposes"])
-    if values.get("backend_model_dir"):
-        values["backend_model_dir"] = Path(values["backend_model_dir"]).expanduser()
-    rules = PolicyRules(**values)
-    if rules.min_face_size < 32 or rules.drift_sample_frames < 1 or rules.ambiguity_margin < 0:
-        raise BadInput(
-            f"{path}: min_face_size must be >= 32, drift_sample_frames >= 1, ambiguity_margin >= 0"
-        )
-    return rules
+    return PolicyRules(**tomlconfig.load(path, PolicyRules))
