@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from skimage import data
 
-from anima import flows, media
+from anima import Anima, media
 from anima.config import Settings, load_settings
 from anima.provenance.keys import init_identity
 
@@ -66,7 +66,7 @@ def build(folder: Path, clips: int, size: int, frames: int) -> tuple[Settings, P
         source = (work if index % 2 == 0 else inbox) / f"clip{index:03d}.mp4"
         media.write_video(source, pan(photo, frames, size, seed=index), 24, crf=23)
         if index % 2 == 0:
-            flows.stamp(settings, source, inbox / source.name, actor="benchmark")
+            Anima(settings.home, actor="benchmark").stamp(source, inbox / source.name)
         print(f"\rbuilding clips {index + 1}/{clips}", end="", flush=True)
     print()
     (folder / READY).write_text(f"{clips} clips\n")
@@ -89,7 +89,7 @@ def time_decode(paths: list[Path], workers: int) -> tuple[float, int]:
 def time_scan(settings: Settings, inbox: Path, workers: int) -> tuple[float, int]:
     with tempfile.TemporaryDirectory(prefix="anima-scan-out-") as out:
         start = time.perf_counter()
-        summary = flows.scan(settings, [inbox], Path(out), workers=workers, actor="benchmark")
+        summary = Anima(settings.home, actor="benchmark").scan([inbox], Path(out), workers=workers)
         seconds = time.perf_counter() - start
     failed = [row["path"] for row in summary.rows if row["status"] != "ok"]
     if failed:

@@ -1,7 +1,7 @@
 """The batch-scan engine: run a per-file check over many files in parallel, each content once.
 
-The engine knows nothing of verdicts. It is given a picklable ``work(path) -> dict`` (``flows`` hands
-it :func:`anima.flows.scan_file`), hashes every file, sends each new content to a worker once, and
+The engine knows nothing of verdicts. It is given a picklable ``work(path) -> dict`` (the API hands
+it :class:`anima.api.core.ScanWork`), hashes every file, sends each new content to a worker once, and
 appends one row per file to ``scan.jsonl`` as results arrive, so a crashed scan resumes where it
 stopped. At the end it writes ``scan.csv`` and ``report.html`` for the files of this scan.
 """
