@@ -1,9 +1,12 @@
 """Benchmark: AnimationPipeline cost per frame and peak memory as videos get longer.
 
-Baseline: the 8-frame run. With context windows, cost must grow linearly with the number of
-frames (per-frame time roughly flat), not quadratically. Each length runs in its own process so
-that peak memory (max RSS) belongs to that run alone. Prints a table and ratios to the baseline,
-plus the share of time in the ReferenceNet, the denoising UNet and the VAE decoder.
+The pipeline is the shipped default model (``anima-puppets``, warp-guided, its own guidance), on a
+random reference and the built-in dance motion; every one of ``--steps`` DDIM steps runs
+(strength 1). Baseline: the 8-frame run. With context windows, cost must grow linearly with the
+number of frames (per-frame time roughly flat), not quadratically. Each length runs in its own
+process so that peak memory (max RSS) belongs to that run alone. Prints a table and ratios to the
+baseline, plus the share of time in the ReferenceNet, the denoising UNet, the VAE decoder and the
+Pose Guider.
 
     python benchmarks/generate.py [--frames 8 24 48 96] [--size 128] [--steps 4]
 """
@@ -23,13 +26,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def run_one(frames: int, size: int, steps: int) -> dict[str, float]:
-    """Generate one video with the tiny pipeline; time it and its parts."""
+    """Generate one video with the default model; time it and its parts."""
     import numpy as np
     import torch
 
-    from anima.generate.configs import tiny_pipeline
+    from anima.generate.runner import default_pipeline
+    from anima.pose import builtin_motion
+    from anima.pose.render import render_pose
 
-    pipe = tiny_pipeline(seed=0)
+    pipe = default_pipeline("cpu")
     pipe.set_progress_bar_config(disable=True)
     spent: dict[str, float] = defaultdict(float)
     started: dict[str, float] = {}
@@ -48,16 +53,20 @@ def run_one(frames: int, size: int, steps: int) -> dict[str, float]:
                 name, spent[name] + time.perf_counter() - started[name]
             )
         )
-    rng = np.random.default_rng(0)
-    reference = (rng.random((size, size, 3)) * 255).astype(np.uint8)
-    poses = [(rng.random((size, size, 3)) * 255).astype(np.uint8) for _ in range(frames)]
-    pipe(reference, poses[:2], num_inference_steps=1, context_frames=2, context_overlap=0)  # warm-up
+    reference = (np.random.default_rng(0).random((size, size, 3)) * 255).astype(np.uint8)
+    poses = builtin_motion("motion:dance", frames, 12.0, (size, size)).keypoints
+    skeletons = [render_pose(pose, (size, size)) for pose in poses]
+
+    def animate(count: int, **options) -> None:
+        pipe(reference, skeletons[:count], reference_pose=poses[0], poses=poses[:count], **options)
+
+    animate(2, num_inference_steps=1, context_frames=2, context_overlap=0)  # warm-up
     spent.clear()
     start = time.perf_counter()
-    pipe(
-        reference,
-        poses,
+    animate(
+        frames,
         num_inference_steps=steps,
+        strength=1.0,
         context_frames=24,
         context_overlap=4,
         generator=torch.Generator().manual_seed(0),
@@ -76,7 +85,7 @@ def run_one(frames: int, size: int, steps: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, nargs="+", default=[8, 24, 48, 96])
-    parser.add_argument("--size", type=int, default=128, help="output width and height (multiple of 8)")
+    parser.add_argument("--size", type=int, default=128, help="output width and height (multiple of 4)")
     parser.add_argument("--steps", type=int, default=4, help="DDIM steps")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -100,8 +109,8 @@ def main() -> None:
         rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
     base = rows[0]
     print(
-        f"AnimationPipeline, tiny config, {args.size}x{args.size}, {args.steps} DDIM steps, "
-        f"context 24 / overlap 4, CFG on, torch threads {os.cpu_count()}"
+        f"AnimationPipeline, default model (anima-puppets), {args.size}x{args.size}, {args.steps} DDIM "
+        f"steps, context 24 / overlap 4, its guidance (1: CFG off), CPU cores {os.cpu_count()}"
     )
     print(
         f"{'frames':>6} {'s total':>8} {'s/frame':>8} {'x base s/frame':>15} {'peak MB':>8} "

@@ -1,9 +1,11 @@
 """GPU check and benchmark for AnimationPipeline (needs CUDA; not part of the test suite).
 
-1. Parity: the tiny pipeline in fp16 on CUDA against fp32 on the CPU, same seed and inputs.
+1. Parity: the shipped default model (anima-puppets) in fp16 on CUDA against fp32 on the CPU, same
+   seed and inputs.
 2. Speed and memory at the published size: SD-1.5-shaped ReferenceNet and denoising UNet with
    motion modules, SD VAE, CLIP ViT-L/14 image encoder (random weights: the cost does not depend on
-   the values), 512x512, fp16, for 24 and 48 frames. Baseline: the 24-frame run.
+   the values), 512x512, fp16, run as an imported Moore-AnimateAnyone model (24-frame closed-loop
+   windows overlapping by 4, per-frame motion norm), for 24 and 48 frames. Baseline: the 24-frame run.
 
     python benchmarks/generate_gpu.py [--frames 24 48] [--steps 10]
 """
@@ -14,48 +16,41 @@ import argparse
 import os
 import time
 
-import numpy as np
-import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel, UNetMotionModel
-from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
-
-from anima.generate.configs import MOORE_SCHEDULER_CONFIG, motion_unet_config, tiny_pipeline
-from anima.generate.models import PoseGuider
-from anima.generate.pipeline import AnimationPipeline
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SD15_UNET = {
-    "sample_size": 64,
-    "in_channels": 4,
-    "out_channels": 4,
-    "layers_per_block": 2,
-    "block_out_channels": [320, 640, 1280, 1280],
-    "cross_attention_dim": 768,
-    "attention_head_dim": 8,
-    "down_block_types": [
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "DownBlock2D",
-    ],
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-    "norm_num_groups": 32,
-}
+import numpy as np
+import torch
+from diffusers import AutoencoderKL
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from anima.generate.configs import (
+    MOORE_PIPELINE_CONFIG,
+    SD15_UNET_CONFIG,
+    SD_IMAGE_ENCODER_CONFIG,
+    SD_VAE_CONFIG,
+    assemble_pipeline,
+)
+from anima.generate.models import PoseGuider
+from anima.generate.pipeline import AnimationPipeline
+from anima.generate.runner import default_pipeline
+from anima.pose import builtin_motion
+from anima.pose.render import render_pose
 
 
 def parity() -> float:
-    rng = np.random.default_rng(0)
-    reference = (rng.random((128, 128, 3)) * 255).astype(np.uint8)
-    poses = [(rng.random((128, 128, 3)) * 255).astype(np.uint8) for _ in range(12)]
+    size = 128
+    reference = (np.random.default_rng(0).random((size, size, 3)) * 255).astype(np.uint8)
+    poses = builtin_motion("motion:dance", 12, 12.0, (size, size)).keypoints
+    skeletons = [render_pose(pose, (size, size)) for pose in poses]
     outputs = []
-    for device, dtype in (("cpu", torch.float32), ("cuda", torch.float16)):
-        pipe = tiny_pipeline(seed=0).to(device, dtype)
+    for device in ("cpu", "cuda"):  # fp32 on the CPU, fp16 on CUDA
+        pipe = default_pipeline(device)
         pipe.set_progress_bar_config(disable=True)
         frames = pipe(
             reference,
-            poses,
-            num_inference_steps=4,
+            skeletons,
+            reference_pose=poses[0],
+            poses=poses,
             context_frames=8,
             context_overlap=2,
             generator=torch.Generator().manual_seed(0),
@@ -67,36 +62,15 @@ def parity() -> float:
 
 def published_size_pipeline() -> AnimationPipeline:
     with torch.device("cuda"):
-        vae = AutoencoderKL(
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2,
-            latent_channels=4,
+        vae = AutoencoderKL(**SD_VAE_CONFIG)
+        image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**SD_IMAGE_ENCODER_CONFIG))
+        pipe = assemble_pipeline(
+            SD15_UNET_CONFIG,
+            vae,
+            image_encoder,
+            PoseGuider(conditioning_embedding_channels=320),
+            **MOORE_PIPELINE_CONFIG,
         )
-        image_encoder = CLIPVisionModelWithProjection(
-            CLIPVisionConfig(
-                hidden_size=1024,
-                intermediate_size=4096,
-                num_hidden_layers=24,
-                num_attention_heads=16,
-                image_size=224,
-                patch_size=14,
-                projection_dim=768,
-            )
-        )
-        reference_unet = UNet2DConditionModel(**SD15_UNET)
-        denoising_unet = UNetMotionModel(**motion_unet_config(SD15_UNET))
-        pose_guider = PoseGuider(conditioning_embedding_channels=320)
-    pipe = AnimationPipeline(
-        vae=vae,
-        image_encoder=image_encoder,
-        reference_unet=reference_unet,
-        denoising_unet=denoising_unet,
-        pose_guider=pose_guider,
-        scheduler=DDIMScheduler(**MOORE_SCHEDULER_CONFIG),
-        feature_extractor=CLIPImageProcessor(),
-    )
     return pipe.to("cuda", torch.float16)
 
 
@@ -107,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}")
     print(
-        f"parity, tiny pipeline, CUDA fp16 vs CPU fp32: max |difference| = {parity():.4f} (pixel values 0..1)"
+        f"parity, default model, CUDA fp16 vs CPU fp32: max |difference| = {parity():.4f} (pixel values 0..1)"
     )
 
     pipe = published_size_pipeline()
@@ -129,7 +103,11 @@ def main() -> None:
         )
         torch.cuda.synchronize()
         rows.append((frames, time.perf_counter() - start, torch.cuda.max_memory_allocated() / 2**30))
-    print(f"published size, 512x512, fp16, {args.steps} DDIM steps, CFG 3.5, context 24 / overlap 4")
+    config = pipe.config
+    print(
+        f"published size, 512x512, fp16, {args.steps} DDIM steps, CFG {config.default_guidance}, "
+        f"context {config.default_context_frames} / overlap {config.default_context_overlap}, closed loop"
+    )
     print(f"{'frames':>6} {'seconds':>8} {'s/frame':>8} {'x base':>7} {'peak GiB':>9}")
     base = rows[0][1] / rows[0][0]
     for frames, seconds, peak in rows:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny import random_image, tiny_pipeline
 
-from anima.generate.configs import tiny_pipeline
 from anima.generate.models import PoseGuider, ReferenceReadProcessor, ReferenceWriteProcessor
 from anima.generate.pipeline import AnimationPipeline, context_windows
 
@@ -16,15 +16,9 @@ SIZE = 64
 NOT_AN_IMAGE = str(Path(__file__).parents[1] / "README.md")
 
 
-def _image(seed: int) -> np.ndarray:
-    return (np.random.default_rng(seed).random((SIZE, SIZE, 3)) * 255).astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
 def pipe() -> AnimationPipeline:
-    pipeline = tiny_pipeline(seed=0)
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
+    return tiny_pipeline(seed=0)
 
 
 def _run(
@@ -37,21 +31,21 @@ def _run(
 
 
 def test_frames_of_the_right_count_and_size(pipe: AnimationPipeline) -> None:
-    frames = _run(pipe, _image(0), [_image(i) for i in range(7)])
+    frames = _run(pipe, random_image(0), [random_image(i) for i in range(7)])
     assert frames.shape == (1, 7, SIZE, SIZE, 3)
     assert frames.min() >= 0 and frames.max() <= 1
-    pil = _run(pipe, _image(0), [_image(1)] * 2, output_type="pil")
+    pil = _run(pipe, random_image(0), [random_image(1)] * 2, output_type="pil")
     assert len(pil[0]) == 2 and pil[0][0].size == (SIZE, SIZE)
 
 
 def test_reference_and_pose_matter_and_seed_reproduces(pipe: AnimationPipeline) -> None:
-    poses = [_image(i) for i in range(4)]
-    base = _run(pipe, _image(0), poses)
-    assert np.array_equal(base, _run(pipe, _image(0), poses))
-    assert np.abs(base - _run(pipe, _image(99), poses)).mean() > 1e-4
+    poses = [random_image(i) for i in range(4)]
+    base = _run(pipe, random_image(0), poses)
+    assert np.array_equal(base, _run(pipe, random_image(0), poses))
+    assert np.abs(base - _run(pipe, random_image(99), poses)).mean() > 1e-4
     # random toy weights respond weakly to pose, but the same inputs give bit-identical output
-    assert np.abs(base - _run(pipe, _image(0), poses[::-1])).mean() > 1e-5
-    assert np.abs(base - _run(pipe, _image(0), poses, seed=1)).mean() > 1e-4
+    assert np.abs(base - _run(pipe, random_image(0), poses[::-1])).mean() > 1e-5
+    assert np.abs(base - _run(pipe, random_image(0), poses, seed=1)).mean() > 1e-4
 
 
 def test_reference_attention_is_wired_by_processors_not_a_fork(pipe: AnimationPipeline) -> None:
@@ -73,8 +67,8 @@ def test_long_video_has_no_seam_at_window_borders(pipe: AnimationPipeline) -> No
     latents = torch.randn((1, 4, 1, SIZE // 8, SIZE // 8), generator=torch.Generator().manual_seed(3))
     video = _run(
         pipe,
-        _image(0),
-        [_image(5)] * frames,
+        random_image(0),
+        [random_image(5)] * frames,
         latents=latents.repeat(1, 1, frames, 1, 1),
         context_frames=6,
         context_overlap=2,
@@ -100,8 +94,10 @@ def test_save_and_load_round_trip(pipe: AnimationPipeline, tmp_path: Path) -> No
     assert list((tmp_path / "model" / "denoising_unet").glob("*.safetensors"))
     loaded = AnimationPipeline.from_pretrained(tmp_path / "model")
     loaded.set_progress_bar_config(disable=True)
-    poses = [_image(i) for i in range(5)]
-    np.testing.assert_allclose(_run(loaded, _image(0), poses), _run(pipe, _image(0), poses), atol=1e-5)
+    poses = [random_image(i) for i in range(5)]
+    np.testing.assert_allclose(
+        _run(loaded, random_image(0), poses), _run(pipe, random_image(0), poses), atol=1e-5
+    )
 
 
 def test_half_precision_runs(tmp_path: Path) -> None:
@@ -110,7 +106,7 @@ def test_half_precision_runs(tmp_path: Path) -> None:
     half = AnimationPipeline.from_pretrained(tmp_path / "model", dtype=torch.float16)
     half.set_progress_bar_config(disable=True)
     assert half.denoising_unet.dtype == torch.float16
-    frames = _run(half, _image(0), [_image(1)] * 3)
+    frames = _run(half, random_image(0), [random_image(1)] * 3)
     assert frames.shape == (1, 3, SIZE, SIZE, 3) and np.isfinite(frames).all()
 
 
@@ -137,8 +133,8 @@ def test_pose_guider_shapes_and_zero_start() -> None:
     ],
 )
 def test_bad_arguments_name_themselves(pipe: AnimationPipeline, kwargs: dict, message: str) -> None:
-    reference = kwargs.pop("reference", _image(0))
-    skeletons = kwargs.pop("skeletons", [_image(1)] * 2)
+    reference = kwargs.pop("reference", random_image(0))
+    skeletons = kwargs.pop("skeletons", [random_image(1)] * 2)
     with pytest.raises(ValueError, match=message):
         _run(pipe, reference, skeletons, **kwargs)
 
@@ -166,7 +162,7 @@ def test_generate_cli_writes_only_stamped_video(
 ) -> None:
     from typer.testing import CliRunner
 
-    from anima import flows
+    from anima import Anima, Verdict
     from anima.cli import app
 
     output = tmp_path / "out.mp4"
@@ -193,8 +189,8 @@ def test_generate_cli_writes_only_stamped_video(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["anima-home", "out.mp4"]
-    report = flows.verify(settings, output, trust=[settings.local_ca_cert])
-    assert report.verdict == flows.VERDICT_ANIMA and report.manifest.trusted
+    report = Anima(settings.home).verify(output, trust=[settings.local_ca_cert])
+    assert report.verdict == Verdict.ANIMA_GENERATED and report.manifest.trusted
     assert report.manifest.anima["kind"] == "generation"
     assert report.manifest.anima["pose"] == "motion:wave" and report.manifest.anima["model"] == "tiny"
     assert report.watermark.payload == report.manifest.anima["watermark"]["payload"]
@@ -246,21 +242,20 @@ def _standing_pose(shift: float = 0.0) -> np.ndarray:
 
 def test_warp_guided_pipeline_needs_keypoints_and_starts_from_the_warp() -> None:
     pipe = tiny_pipeline(seed=0, warp_guided=True)
-    pipe.set_progress_bar_config(disable=True)
     assert pipe.warp_guided
     poses = _standing_pose()
-    skeletons = [_image(i) for i in range(len(poses))]
+    skeletons = [random_image(i) for i in range(len(poses))]
     with pytest.raises(ValueError, match="reference_pose"):
-        _run(pipe, _image(0), skeletons)
+        _run(pipe, random_image(0), skeletons)
     with pytest.raises(ValueError, match="poses"):
-        _run(pipe, _image(0), skeletons, reference_pose=poses[0], poses=poses[:2])
+        _run(pipe, random_image(0), skeletons, reference_pose=poses[0], poses=poses[:2])
     with pytest.raises(ValueError, match="strength"):
-        _run(pipe, _image(0), skeletons, reference_pose=poses[0], poses=poses, strength=1.5)
-    low = _run(pipe, _image(0), skeletons, reference_pose=poses[0], poses=poses, strength=0.2)
-    high = _run(pipe, _image(0), skeletons, reference_pose=poses[0], poses=poses, strength=1.0)
+        _run(pipe, random_image(0), skeletons, reference_pose=poses[0], poses=poses, strength=1.5)
+    low = _run(pipe, random_image(0), skeletons, reference_pose=poses[0], poses=poses, strength=0.2)
+    high = _run(pipe, random_image(0), skeletons, reference_pose=poses[0], poses=poses, strength=1.0)
     assert low.shape == high.shape == (1, len(poses), SIZE, SIZE, 3)
     # Starting from the lightly noised warp keeps the output nearer the warp than pure noise does.
-    warp = pipe.limb_warp(_image(0), poses[0], poses, SIZE, SIZE)[0].permute(0, 2, 3, 1).numpy()
+    warp = pipe.limb_warp(random_image(0), poses[0], poses, SIZE, SIZE)[0].permute(0, 2, 3, 1).numpy()
     decoded = pipe.decode_latents(pipe.encode_frames(torch.from_numpy(warp).permute(0, 3, 1, 2), "cpu"))
     assert np.abs(low[0] - decoded.numpy()).mean() < np.abs(high[0] - decoded.numpy()).mean()
 
@@ -277,7 +272,7 @@ def test_latent_guider_refuses_to_run_without_the_warp_latents() -> None:
 
 def test_strength_needs_a_warp_guided_model(pipe: AnimationPipeline) -> None:
     with pytest.raises(ValueError, match="warp-guided"):
-        _run(pipe, _image(0), [_image(1)] * 2, strength=0.5)
+        _run(pipe, random_image(0), [random_image(1)] * 2, strength=0.5)
 
 
 def test_sampling_defaults_travel_with_the_model(tmp_path: Path) -> None:

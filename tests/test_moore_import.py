@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
+from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from safetensors import safe_open
+from tiny import TINY_UNET_CONFIG, tiny_image_encoder, tiny_vae
 
-from anima.generate.configs import TINY_UNET_CONFIG, tiny_image_encoder, tiny_vae
-from anima.generate.models import PoseGuider
+from anima.generate.configs import MOORE_PIPELINE_CONFIG
+from anima.generate.models import FrameGroupNorm, PoseGuider
 from anima.generate.moore import ImportFailed, import_moore
-from anima.generate.pipeline import AnimationPipeline
+from anima.generate.pipeline import AnimationPipeline, context_windows
 
 # The AnimateDiff-v2 layout of one motion module, as motion_module.pth spells it, written out by
 # hand (independently of the importer's rename table) with the diffusers name each must reach.
@@ -133,6 +135,24 @@ def test_every_tensor_arrives_where_it_belongs(moore_dir, tmp_path: Path) -> Non
     for key, value in source["pose"].items():
         assert torch.equal(pipe.pose_guider.state_dict()[key], value), key
     assert pipe.scheduler.config.prediction_type == "v_prediction"
+
+
+def test_imported_model_is_run_the_way_moore_runs_it(moore_dir, tmp_path: Path) -> None:
+    """Recorded in the saved folder and in effect after loading: 30 DDIM steps at guidance 3.5,
+    24-frame windows overlapping by 4 that wrap round, per-frame motion norm, the whole reference
+    squashed for CLIP, Lanczos resizes."""
+    root, _ = moore_dir
+    import_moore(root, tmp_path / "imported")
+    saved = json.loads((tmp_path / "imported" / "model_index.json").read_text())
+    assert set(MOORE_PIPELINE_CONFIG) <= set(saved)
+    pipe = AnimationPipeline.from_pretrained(tmp_path / "imported")
+    config = pipe.config
+    assert (config.default_steps, config.default_guidance) == (30, 3.5)
+    frames, overlap, wrap = (config[f"default_context_{k}"] for k in ("frames", "overlap", "wrap"))
+    assert context_windows(72, frames, overlap, wrap)[-1] == [*range(60, 72), *range(12)]
+    assert (config.motion_norm, config.clip_input, config.resample) == ("per_frame", "resize", "lanczos")
+    norms = [m.norm for m in pipe.denoising_unet.modules() if isinstance(m, AnimateDiffTransformer3D)]
+    assert len(norms) == len(MOTION_PREFIXES) and all(type(n) is FrameGroupNorm for n in norms)
 
 
 def test_imported_pipeline_runs(moore_dir, tmp_path: Path) -> None:

@@ -1,16 +1,15 @@
-"""Component configurations: the published SD-1.5 / Moore-AnimateAnyone shapes, and tiny ones of
-the same architecture for tests, benchmarks and small default models."""
+"""Component configurations (the published SD-1.5 / Moore-AnimateAnyone shapes and settings) and
+:func:`assemble_pipeline`, the one place an :class:`AnimationPipeline` is put together from parts."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel, UNetMotionModel
-from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
 from anima.generate.models import PoseGuider
-from anima.generate.pipeline import WARP_GUIDED_CHANNELS, AnimationPipeline
+from anima.generate.pipeline import AnimationPipeline
 
 # Moore-AnimateAnyone's inference scheduler (zero-terminal-SNR, v-prediction, trailing timesteps).
 MOORE_SCHEDULER_CONFIG: dict[str, Any] = {
@@ -22,6 +21,54 @@ MOORE_SCHEDULER_CONFIG: dict[str, Any] = {
     "prediction_type": "v_prediction",
     "rescale_betas_zero_snr": True,
     "timestep_spacing": "trailing",
+}
+
+# How Moore-AnimateAnyone runs its weights (scripts/pose2vid.py and pipeline_pose2vid_long.py):
+# 30 DDIM steps at guidance 3.5; 24-frame windows overlapping by 4 that wrap around to the first
+# frames; AnimateDiff's motion modules, which normalise each frame on its own; the reference squashed
+# to CLIP's 224 x 224 without a crop; reference and poses resized with Lanczos (VaeImageProcessor).
+MOORE_PIPELINE_CONFIG: dict[str, Any] = {
+    "default_steps": 30,
+    "default_guidance": 3.5,
+    "default_context_frames": 24,
+    "default_context_overlap": 4,
+    "default_context_wrap": True,
+    "motion_norm": "per_frame",
+    "clip_input": "resize",
+    "resample": "lanczos",
+}
+
+# SD-1.5's UNet (stable-diffusion-v1-5/unet/config.json), the ReferenceNet of the published weights.
+SD15_UNET_CONFIG: dict[str, Any] = {
+    "sample_size": 64,
+    "in_channels": 4,
+    "out_channels": 4,
+    "layers_per_block": 2,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "cross_attention_dim": 768,
+    "attention_head_dim": 8,
+    "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+    "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+    "norm_num_groups": 32,
+}
+
+# SD's VAE (sd-vae-ft-mse) and the CLIP ViT-L/14 vision tower of sd-image-variations-diffusers,
+# the published weights' other components (AutoencoderKL and CLIPVisionConfig arguments).
+SD_VAE_CONFIG: dict[str, Any] = {
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "block_out_channels": [128, 256, 512, 512],
+    "layers_per_block": 2,
+    "latent_channels": 4,
+}
+SD_IMAGE_ENCODER_CONFIG: dict[str, Any] = {
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "image_size": 224,
+    "patch_size": 14,
+    "projection_dim": 768,
 }
 
 # The 2D UNet keys that UNetMotionModel shares with UNet2DConditionModel map one to one;
@@ -68,80 +115,49 @@ def motion_unet_config(
     }
 
 
-TINY_UNET_CONFIG: dict[str, Any] = {
-    "sample_size": 8,
-    "in_channels": 4,
-    "out_channels": 4,
-    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
-    "block_out_channels": [32, 64],
-    "layers_per_block": 1,
-    "norm_num_groups": 8,
-    "cross_attention_dim": 32,
-    "attention_head_dim": 4,
-}
-
-
-def tiny_vae() -> AutoencoderKL:
-    """SD's VAE shape (four levels: 1/8 resolution, 4 latent channels) at toy width."""
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        norm_num_groups=4,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 16, 16),
-        layers_per_block=1,
-    )
-
-
-def tiny_image_encoder(projection_dim: int) -> CLIPVisionModelWithProjection:
-    """A CLIP vision tower (32 px input) projecting to the UNet's cross-attention width."""
-    return CLIPVisionModelWithProjection(
-        CLIPVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            image_size=32,
-            patch_size=8,
-            projection_dim=projection_dim,
-        )
-    )
-
-
-def tiny_pipeline(
-    seed: int = 0, unet_config: dict[str, Any] | None = None, warp_guided: bool = False
+def assemble_pipeline(
+    unet_config: dict[str, Any],
+    vae: AutoencoderKL,
+    image_encoder: CLIPVisionModelWithProjection,
+    pose_guider: PoseGuider,
+    reference_unet: UNet2DConditionModel | None = None,
+    motion_heads: int = 8,
+    motion_max_seq_length: int = 32,
+    **settings: Any,
 ) -> AnimationPipeline:
-    """A randomly initialised pipeline of the real architecture at toy size (fast on a CPU); with
-    ``warp_guided`` its Pose Guider also reads the limb warp."""
-    torch.manual_seed(seed)
-    unet_config = dict(unet_config or TINY_UNET_CONFIG)
-    width = unet_config["block_out_channels"][0]
-    clip_dim = unet_config["cross_attention_dim"]
-    vae = tiny_vae()
-    image_encoder = tiny_image_encoder(clip_dim)
-    feature_extractor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    reference_unet = UNet2DConditionModel(**unet_config)
-    denoising_unet = UNetMotionModel(**motion_unet_config(unet_config, motion_heads=2))
-    # Start the denoiser's 2D part from the reference UNet, as Animate Anyone training does.
+    """An Animate Anyone pipeline around the given VAE, image encoder and Pose Guider.
+
+    The ReferenceNet is ``reference_unet`` or a fresh ``UNet2DConditionModel(**unet_config)``; the
+    denoising UNet is the same 2D UNet plus motion modules, its 2D weights copied from the
+    ReferenceNet (Animate Anyone starts both from one SD UNet). Moore-AnimateAnyone's DDIM scheduler,
+    CLIP preprocessing at the image encoder's input size.
+
+    Args:
+        unet_config (`dict`): ``UNet2DConditionModel`` arguments of both UNets' 2D part.
+        vae, image_encoder, pose_guider: the other components, as built or loaded by the caller.
+        reference_unet (`UNet2DConditionModel`, optional): a built (e.g. loaded) ReferenceNet.
+        motion_heads, motion_max_seq_length (`int`, defaults to 8 and 32): the motion modules' heads
+            and longest window.
+        settings: the pipeline's config (`default_steps`, `motion_norm`, ... see
+            :class:`AnimationPipeline`).
+
+    Example:
+        >>> guider = PoseGuider(conditioning_embedding_channels=320)
+        >>> pipe = assemble_pipeline(SD15_UNET_CONFIG, vae, image_encoder, guider, **MOORE_PIPELINE_CONFIG)
+    """
+    reference_unet = reference_unet or UNet2DConditionModel(**unet_config)
+    denoising_unet = UNetMotionModel(**motion_unet_config(unet_config, motion_heads, motion_max_seq_length))
     denoising_unet.load_state_dict(reference_unet.state_dict(), strict=False)
-    pose_guider = PoseGuider(
-        conditioning_embedding_channels=width,
-        conditioning_channels=WARP_GUIDED_CHANNELS if warp_guided else 3,
-        block_out_channels=(8, 16, 16, 32),
-        latent_channels=vae.config.latent_channels if warp_guided else 0,
-    )
-    for parameter in pose_guider.conv_out.parameters():  # non-zero, so that pose matters in tests
-        torch.nn.init.normal_(parameter, std=0.2)
-    scheduler = DDIMScheduler(**MOORE_SCHEDULER_CONFIG)
+    side = image_encoder.config.image_size
     return AnimationPipeline(
         vae=vae,
         image_encoder=image_encoder,
         reference_unet=reference_unet,
         denoising_unet=denoising_unet,
         pose_guider=pose_guider,
-        scheduler=scheduler,
-        feature_extractor=feature_extractor,
+        scheduler=DDIMScheduler(**MOORE_SCHEDULER_CONFIG),
+        feature_extractor=CLIPImageProcessor(
+            size={"shortest_edge": side}, crop_size={"height": side, "width": side}
+        ),
+        **settings,
     )

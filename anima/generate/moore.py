@@ -13,7 +13,9 @@ The layout users download (``pretrained_weights/``)::
     image_encoder/       CLIPVisionModelWithProjection (from sd-image-variations-diffusers)
 
 Every key is mapped or the import fails naming it: a silently dropped tensor would give a model
-that runs and produces garbage.
+that runs and produces garbage. The saved model also records how Moore runs these weights
+(:data:`~anima.generate.configs.MOORE_PIPELINE_CONFIG`: per-frame motion norm, closed-loop 24-frame
+windows, 30 steps, the reference squashed for CLIP, Lanczos resizes).
 """
 
 from __future__ import annotations
@@ -24,13 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel, UNetMotionModel
-from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from transformers import CLIPVisionModelWithProjection
 
 from anima.errors import BadInput
-from anima.generate.configs import MOORE_SCHEDULER_CONFIG, motion_unet_config
+from anima.generate.configs import MOORE_PIPELINE_CONFIG, assemble_pipeline
 from anima.generate.models import PoseGuider
-from anima.generate.pipeline import AnimationPipeline
 
 UNET_CONFIG = Path("stable-diffusion-v1-5") / "unet" / "config.json"
 REQUIRED = (
@@ -102,6 +103,11 @@ def _fill(
     return len(state)
 
 
+def _fill_from(module: torch.nn.Module, path: Path, allowed_missing: tuple[str, ...] = ()) -> int:
+    """:func:`_fill` with the state dict read from ``path``."""
+    return _fill(module, _load_pth(path), path, allowed_missing)
+
+
 def _pose_guider_from(state: dict[str, torch.Tensor], unet_channels: int, source: Path) -> PoseGuider:
     try:
         stages = [state["conv_in.weight"].shape[0]]
@@ -111,6 +117,24 @@ def _pose_guider_from(state: dict[str, torch.Tensor], unet_channels: int, source
     except KeyError as exc:
         raise ImportFailed(f"{source}: missing key {exc.args[0]}") from None
     return PoseGuider(conditioning_embedding_channels=unet_channels, block_out_channels=tuple(stages))
+
+
+def _fill_motion_modules(unet: torch.nn.Module, path: Path) -> tuple[int, int]:
+    """Load AnimateDiff-v2 motion modules from ``path`` into ``unet`` under diffusers' names; the
+    sinusoid tables are recomputed by diffusers, not loaded. Returns (tensors loaded, tables skipped)."""
+    state = _load_pth(path)
+    position_buffers = [k for k in state if POSITION_BUFFER.search(k)]
+    renamed = {motion_key_to_diffusers(k): v for k, v in state.items() if k not in position_buffers}
+    own = {k for k in unet.state_dict() if ".motion_modules." in k and not k.endswith(".pos_embed.pe")}
+    unmatched = sorted(set(renamed) - own)
+    absent = sorted(own - set(renamed))
+    if unmatched or absent:
+        keys = unmatched or absent
+        raise ImportFailed(
+            f"{path}: {len(keys)} {'unmapped' if unmatched else 'missing'} key(s), e.g. {', '.join(keys[:3])}"
+        )
+    others = tuple(k for k in unet.state_dict() if k not in own)
+    return _fill(unet, renamed, path, allowed_missing=others), len(position_buffers)
 
 
 def import_moore(weights_dir: Path, output_dir: Path, half: bool = False) -> ImportReport:
@@ -128,47 +152,14 @@ def import_moore(weights_dir: Path, output_dir: Path, half: bool = False) -> Imp
 
     tensors: dict[str, int] = {}
     reference_unet = UNet2DConditionModel.from_config(unet_config)
-    tensors["reference_unet"] = _fill(
-        reference_unet,
-        _load_pth(weights_dir / "reference_unet.pth"),
-        weights_dir / "reference_unet.pth",
-        allowed_missing=REFERENCE_UNUSED,
+    tensors["reference_unet"] = _fill_from(
+        reference_unet, weights_dir / "reference_unet.pth", allowed_missing=REFERENCE_UNUSED
     )
-
-    denoising_unet = UNetMotionModel(
-        **motion_unet_config(unet_config, motion_heads=8, motion_max_seq_length=32)
-    )
-    motion_keys = tuple(k for k in denoising_unet.state_dict() if ".motion_modules." in k)
-    tensors["denoising_unet"] = _fill(
-        denoising_unet,
-        _load_pth(weights_dir / "denoising_unet.pth"),
-        weights_dir / "denoising_unet.pth",
-        allowed_missing=motion_keys,
-    )
-
-    motion_state = _load_pth(weights_dir / "motion_module.pth")
-    position_buffers = [k for k in motion_state if POSITION_BUFFER.search(k)]
-    renamed = {motion_key_to_diffusers(k): v for k, v in motion_state.items() if k not in position_buffers}
-    own_motion = {k for k in motion_keys if not k.endswith(".pos_embed.pe")}  # recomputed sinusoids
-    unmatched = sorted(set(renamed) - own_motion)
-    absent = sorted(own_motion - set(renamed))
-    if unmatched or absent:
-        keys = unmatched or absent
-        raise ImportFailed(
-            f"{weights_dir / 'motion_module.pth'}: {len(keys)} "
-            f"{'unmapped' if unmatched else 'missing'} key(s), e.g. {', '.join(keys[:3])}"
-        )
-    non_motion = tuple(k for k in denoising_unet.state_dict() if k not in own_motion)
-    tensors["motion_modules"] = _fill(
-        denoising_unet, renamed, weights_dir / "motion_module.pth", allowed_missing=non_motion
-    )
-
     pose_state = _load_pth(weights_dir / "pose_guider.pth")
     pose_guider = _pose_guider_from(
         pose_state, unet_config["block_out_channels"][0], weights_dir / "pose_guider.pth"
     )
     tensors["pose_guider"] = _fill(pose_guider, pose_state, weights_dir / "pose_guider.pth")
-
     try:
         vae = AutoencoderKL.from_pretrained(weights_dir / "sd-vae-ft-mse")
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(weights_dir / "image_encoder")
@@ -179,20 +170,27 @@ def import_moore(weights_dir: Path, output_dir: Path, half: bool = False) -> Imp
             f"image encoder projects to {image_encoder.config.projection_dim} but the UNet "
             f"cross-attends to {unet_config['cross_attention_dim']}"
         )
-    size = image_encoder.config.image_size
-    pipeline = AnimationPipeline(
-        vae=vae,
-        image_encoder=image_encoder,
+    pipeline = assemble_pipeline(
+        unet_config,
+        vae,
+        image_encoder,
+        pose_guider,
         reference_unet=reference_unet,
-        denoising_unet=denoising_unet,
-        pose_guider=pose_guider,
-        scheduler=DDIMScheduler(**MOORE_SCHEDULER_CONFIG),
-        feature_extractor=CLIPImageProcessor(
-            size={"shortest_edge": size}, crop_size={"height": size, "width": size}
-        ),
+        motion_heads=8,
+        motion_max_seq_length=32,
+        **MOORE_PIPELINE_CONFIG,
+    )
+    denoising_unet = pipeline.denoising_unet
+    motion_keys = tuple(k for k in denoising_unet.state_dict() if ".motion_modules." in k)
+    tensors["denoising_unet"] = _fill_from(
+        denoising_unet, weights_dir / "denoising_unet.pth", allowed_missing=motion_keys
+    )
+
+    tensors["motion_modules"], recomputed = _fill_motion_modules(
+        denoising_unet, weights_dir / "motion_module.pth"
     )
     if half:
         pipeline.to(torch.float16)
     output_dir.mkdir(parents=True, exist_ok=True)
     pipeline.save_pretrained(output_dir, safe_serialization=True)
-    return ImportReport(output_dir, tensors, len(position_buffers))
+    return ImportReport(output_dir, tensors, recomputed)

@@ -3,24 +3,34 @@
 Reads top to bottom like the algorithm: check inputs, encode the reference (CLIP token and VAE
 latent), run the ReferenceNet once, run the Pose Guider over all frames, then DDIM with
 classifier-free guidance over overlapping context windows whose noise predictions are averaged,
-and decode frame by frame with the VAE.
+and decode a chunk of frames at a time with the VAE. diffusers' switches (attention slicing, fused
+QKV, default processors, xFormers, model CPU offload) and step-end callbacks work as in its own
+pipelines; the attention switches keep the reference attention (see ``anima.generate.models``).
 
 Warp guidance (small models such as the default ``anima-puppets``): a Pose Guider built for
 :data:`WARP_GUIDED_CHANNELS` input channels also reads the reference warped limb by limb into each
 target pose (and where the warp covers the body), so the network need not learn from nothing what
 geometry already gives; with ``strength`` < 1 sampling starts from the noised warp (SDEdit) instead
 of pure noise. Such a pipeline needs the keypoints of the reference and of every target frame.
+
+How a model wants to be run is part of its config (``model_index.json``), so imported
+Moore-AnimateAnyone weights run as Moore runs them and older folders as they always did: sampling
+defaults, context windows (length, overlap, closed loop), the motion modules' normalisation, how
+the reference reaches CLIP and the resize filter.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import PIL.Image
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel, UNetMotionModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.models.attention_processor import AttnProcessor
 from diffusers.utils import BaseOutput
 from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
@@ -28,7 +38,10 @@ from anima.generate.models import (
     PoseGuider,
     ReferenceBank,
     attach_reference_attention,
+    missing_reference_attention,
     pose_features_after_conv_in,
+    set_motion_norm,
+    slice_attention,
 )
 from anima.generate.warp import warp_sequence
 
@@ -36,21 +49,37 @@ ImageInput = PIL.Image.Image | np.ndarray
 SKELETON_CHANNELS = 3
 # skeleton RGB + warped reference RGB + warp coverage
 WARP_GUIDED_CHANNELS = 7
+RESAMPLE = {"bicubic": PIL.Image.Resampling.BICUBIC, "lanczos": PIL.Image.Resampling.LANCZOS}
+# "center_crop": CLIP's own preprocessing (shortest side, then the centre square);
+# "resize": the whole reference squashed to CLIP's square input (Moore-AnimateAnyone's way).
+CLIP_INPUTS = ("center_crop", "resize")
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
 
 @dataclass
 class AnimationPipelineOutput(BaseOutput):
     """``frames``: per video, a list of PIL images (``"pil"``), or an array/tensor of shape
-    (videos, frames, height, width, 3) with values in [0, 1] (``"np"`` / ``"pt"``)."""
+    (videos, frames, height, width, 3) with values in [0, 1] (``"np"`` / ``"pt"``), or the final
+    latents (videos, channels, frames, height / 8, width / 8) (``"latent"``)."""
 
     frames: list[list[PIL.Image.Image]] | np.ndarray | torch.Tensor
 
 
-def context_windows(num_frames: int, context_frames: int, context_overlap: int) -> list[list[int]]:
-    """Overlapping windows covering every frame; the last one ends on the last frame."""
+def context_windows(
+    num_frames: int, context_frames: int, context_overlap: int, wrap: bool = False
+) -> list[list[int]]:
+    """Overlapping windows covering every frame. Without ``wrap`` the last one ends on the last
+    frame; with it every window keeps the stride and the last ones run on into the first frames
+    (a closed loop, as Moore-AnimateAnyone schedules them: 72 frames, 24 a window, overlap 4 give
+    0-23, 20-43, 40-63, 60-71 + 0-11)."""
     if num_frames <= context_frames:
         return [list(range(num_frames))]
     stride = context_frames - context_overlap
+    if wrap:
+        return [
+            [(start + index) % num_frames for index in range(context_frames)]
+            for start in range(0, num_frames, stride)
+        ]
     starts = list(range(0, num_frames - context_frames + 1, stride))
     if starts[-1] + context_frames < num_frames:
         starts.append(num_frames - context_frames)
@@ -77,16 +106,36 @@ class AnimationPipeline(DiffusionPipeline):
         pose_guider: maps skeleton frames to features added after the denoiser's ``conv_in``.
         scheduler: a DDIM scheduler.
         feature_extractor: CLIP preprocessing (224 px, CLIP normalisation).
-        default_steps, default_guidance, default_strength, default_context_frames: the sampling
-            settings this model was made for, used when a call leaves them out (saved with it).
+        default_steps, default_guidance, default_strength (`int`, `float`, `float`, defaults to 25,
+            3.5, 1.0): the sampling settings this model was made for, used when a call leaves them out.
+        default_context_frames (`int`, optional): frames a context window holds; `None` for the
+            motion modules' length.
+        default_context_overlap (`int`, optional): frames neighbouring windows share; `None` for a
+            quarter of a window, at most 4.
+        default_context_wrap (`bool`, defaults to `False`): windows run on past the last frame into
+            the first ones (closed loop) instead of the last window ending on the last frame.
+        motion_norm (`str`, defaults to `"window"`): how each motion module normalises its input:
+            over all frames of the window at once (`"window"`, diffusers' ``AnimateDiffTransformer3D``)
+            or frame by frame (`"per_frame"`, the original AnimateDiff and Moore-AnimateAnyone).
+        clip_input (`str`, defaults to `"center_crop"`): how the reference reaches CLIP: CLIP's own
+            shortest-side resize and centre crop, or `"resize"`, the whole picture squashed to CLIP's
+            square (a portrait keeps its head and feet).
+        resample (`str`, defaults to `"bicubic"`): the filter resizing the reference and the pose
+            frames to the output size (`"bicubic"` or `"lanczos"`).
+
+    All of these are saved with the model; a folder saved without one gets the default above.
 
     Example:
         >>> pipe = AnimationPipeline.from_pretrained("models/anima-puppets")
         >>> video = pipe(reference, skeleton_frames, num_inference_steps=25, output_type="np").frames[0]
     """
 
+    # Order of first use after the VAE: the VAE also encodes first (reference, limb warp) but stays
+    # last, as in diffusers' SVD ("image_encoder->unet->vae"): each model's hook offloads the one
+    # before it, so the denoiser leaves the GPU when decoding starts.
     model_cpu_offload_seq = "image_encoder->reference_unet->pose_guider->denoising_unet->vae"
     _optional_components: ClassVar[list[str]] = []
+    _callback_tensor_inputs: ClassVar[list[str]] = ["latents", "pose_features", "image_embeds"]
 
     def __init__(
         self,
@@ -101,8 +150,17 @@ class AnimationPipeline(DiffusionPipeline):
         default_guidance: float = 3.5,
         default_strength: float = 1.0,
         default_context_frames: int | None = None,
+        default_context_overlap: int | None = None,
+        default_context_wrap: bool = False,
+        motion_norm: str = "window",
+        clip_input: str = "center_crop",
+        resample: str = "bicubic",
     ) -> None:
         super().__init__()
+        if clip_input not in CLIP_INPUTS:
+            raise ValueError(f"`clip_input` must be one of {CLIP_INPUTS}, got {clip_input!r}")
+        if resample not in RESAMPLE:
+            raise ValueError(f"`resample` must be one of {tuple(RESAMPLE)}, got {resample!r}")
         self.register_modules(
             vae=vae,
             image_encoder=image_encoder,
@@ -114,19 +172,101 @@ class AnimationPipeline(DiffusionPipeline):
         )
         self.reference_bank = ReferenceBank()
         attach_reference_attention(reference_unet, denoising_unet, self.reference_bank)
+        set_motion_norm(denoising_unet, motion_norm)
         self.register_to_config(
             default_steps=default_steps,
             default_guidance=default_guidance,
             default_strength=default_strength,
             default_context_frames=default_context_frames,
+            default_context_overlap=default_context_overlap,
+            default_context_wrap=default_context_wrap,
+            motion_norm=motion_norm,
+            clip_input=clip_input,
+            resample=resample,
         )
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self._interrupt = False
+        self._num_timesteps = 0
 
     @property
     def warp_guided(self) -> bool:
         """Whether the Pose Guider reads the limb warp too (and so needs keypoints)."""
         return self.pose_guider.config.conditioning_channels == WARP_GUIDED_CHANNELS
 
+    @property
+    def interrupt(self) -> bool:
+        """Set ``pipe._interrupt = True`` from ``callback_on_step_end`` to skip the remaining steps."""
+        return self._interrupt
+
+    @property
+    def num_timesteps(self) -> int:
+        """Denoising steps of the current (or last) call."""
+        return self._num_timesteps
+
+    # -- attention: diffusers' switches, keeping reference attention ---------------------------
+    def restore_reference_attention(self) -> None:
+        """Put the reference-attention processors back on both UNets (after something replaced them),
+        keeping each layer's fused-QKV or slicing setting."""
+        attach_reference_attention(self.reference_unet, self.denoising_unet, self.reference_bank)
+
+    def check_reference_attention(self) -> None:
+        """Raise if a reference-attention processor was replaced: the video would silently ignore
+        the reference."""
+        unets = {"reference_unet": self.reference_unet, "denoising_unet": self.denoising_unet}
+        missing = missing_reference_attention(unets, self.reference_bank)
+        if missing:
+            raise ValueError(
+                f"reference attention is gone from {len(missing)} layer(s), e.g. {missing[0]}: a UNet's "
+                "own set_attn_processor / set_default_attn_processor / fuse_qkv_projections / "
+                "set_attention_slice replaced it, and the video would ignore the reference. Use the "
+                "pipeline's methods of those names (they keep it) or `pipe.restore_reference_attention()`"
+            )
+
+    def set_attention_slice(self, slice_size: str | int | None) -> None:
+        """Sliced attention on both UNets (``enable_attention_slicing`` / ``disable_attention_slicing``
+        land here); reference attention slices the same way."""
+        for unet in (self.reference_unet, self.denoising_unet):
+            slice_attention(unet, slice_size)
+        self.restore_reference_attention()
+
+    def set_use_memory_efficient_attention_xformers(
+        self, valid: bool, attention_op: Callable | None = None
+    ) -> None:
+        """xFormers attention (``enable_xformers_memory_efficient_attention``) on every layer but the
+        reference-attention ones, which keep PyTorch's scaled_dot_product_attention (memory-efficient
+        too); turning xFormers off gives PyTorch attention everywhere."""
+        try:
+            super().set_use_memory_efficient_attention_xformers(valid, attention_op)
+        finally:
+            self.restore_reference_attention()
+
+    def fuse_qkv_projections(self, unet: bool = True, vae: bool = True) -> None:
+        """Fused QKV projections, as diffusers' Stable Diffusion pipelines offer them: in both UNets
+        (reference attention uses them too) and in the VAE."""
+        for model in self._qkv_models(unet, vae):
+            model.fuse_qkv_projections()
+        self.restore_reference_attention()
+
+    def unfuse_qkv_projections(self, unet: bool = True, vae: bool = True) -> None:
+        """Undo :meth:`fuse_qkv_projections`: the processors from before it come back."""
+        for model in self._qkv_models(unet, vae):
+            if getattr(model, "original_attn_processors", None) is not None:
+                model.unfuse_qkv_projections()
+        self.restore_reference_attention()
+
+    def _qkv_models(self, unet: bool, vae: bool) -> list[torch.nn.Module]:
+        unets = [self.reference_unet, self.denoising_unet] if unet else []
+        return unets + ([self.vae] if vae else [])
+
+    def set_default_attn_processor(self) -> None:
+        """diffusers' plain ``AttnProcessor`` on every attention layer of the UNets and the VAE, except
+        that reference attention stays (unfused, unsliced). The UNets' own method refuses."""
+        for unet in (self.reference_unet, self.denoising_unet):
+            unet.set_attn_processor(AttnProcessor())
+        self.vae.set_default_attn_processor()
+        self.restore_reference_attention()
+
+    # -- inputs ---------------------------------------------------------------------------------
     def check_inputs(
         self,
         reference_image: ImageInput,
@@ -140,6 +280,9 @@ class AnimationPipeline(DiffusionPipeline):
         context_overlap: int,
         reference_pose: np.ndarray | None,
         poses: np.ndarray | None,
+        output_type: str = "pil",
+        decode_chunk_size: int = 16,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
     ) -> None:
         _to_rgb_array(reference_image, "reference_image")
         if len(pose_frames) == 0:
@@ -171,6 +314,18 @@ class AnimationPipeline(DiffusionPipeline):
             raise ValueError(f"`context_overlap` must be in 0..{context_frames - 1}, got {context_overlap}")
         if not 0 < strength <= 1:
             raise ValueError(f"`strength` must be in (0, 1], got {strength}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        if decode_chunk_size < 1:
+            raise ValueError(f"`decode_chunk_size` must be >= 1, got {decode_chunk_size}")
+        unknown = [
+            k for k in callback_on_step_end_tensor_inputs or () if k not in self._callback_tensor_inputs
+        ]
+        if unknown:
+            raise ValueError(
+                f"`callback_on_step_end_tensor_inputs` must be among {self._callback_tensor_inputs}, "
+                f"got {unknown}"
+            )
         channels = self.pose_guider.config.conditioning_channels
         if channels not in (SKELETON_CHANNELS, WARP_GUIDED_CHANNELS):
             raise ValueError(f"pose guider reads {channels} channels; this pipeline knows 3 and 7")
@@ -195,20 +350,29 @@ class AnimationPipeline(DiffusionPipeline):
             )
 
     def _image_tensor(self, image: ImageInput, height: int, width: int, name: str) -> torch.Tensor:
-        """(1, 3, H, W) float in [0, 1], resized to the output size."""
+        """(1, 3, H, W) float in [0, 1], resized to the output size with the model's filter."""
         array = _to_rgb_array(image, name)
         if array.shape[:2] != (height, width):
-            array = np.array(PIL.Image.fromarray(array).resize((width, height), PIL.Image.BICUBIC))
+            resample = RESAMPLE[self.config.resample]
+            array = np.array(PIL.Image.fromarray(array).resize((width, height), resample))
         return torch.from_numpy(array).permute(2, 0, 1)[None].float() / 255.0
+
+    def clip_pixels(self, reference_image: ImageInput) -> torch.Tensor:
+        """The image encoder's input (1, 3, S, S): CLIP's centre crop of the reference, or with
+        ``clip_input="resize"`` the whole reference resized to S x S (bicubic)."""
+        array = _to_rgb_array(reference_image, "reference_image")
+        if self.config.clip_input == "resize":
+            crop = self.feature_extractor.crop_size
+            size = (crop["width"], crop["height"])
+            array = np.array(PIL.Image.fromarray(array).resize(size, PIL.Image.Resampling.BICUBIC))
+        return self.feature_extractor(images=array, return_tensors="pt").pixel_values
 
     @torch.no_grad()
     def encode_reference(
         self, reference_image: ImageInput, height: int, width: int, device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The reference's CLIP token (1, 1, D) and its VAE latent (1, 4, h, w)."""
-        pixels = self.feature_extractor(
-            images=_to_rgb_array(reference_image, "reference_image"), return_tensors="pt"
-        ).pixel_values
+        pixels = self.clip_pixels(reference_image)
         embeds = self.image_encoder(pixels.to(device, self.image_encoder.dtype)).image_embeds
         image = self._image_tensor(reference_image, height, width, "reference_image")
         image = (image * 2 - 1).to(device, self.vae.dtype)
@@ -299,14 +463,16 @@ class AnimationPipeline(DiffusionPipeline):
         return (latents * self.scheduler.init_noise_sigma).to(dtype)
 
     @torch.no_grad()
-    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """VAE-decode frame by frame (bounded memory): (1, C, F, h, w) -> (F, H, W, 3) in [0, 1]."""
-        frames = []
-        for index in range(latents.shape[2]):
-            latent = latents[:, :, index] / self.vae.config.scaling_factor
-            image = self.vae.decode(latent.to(self.vae.dtype)).sample
-            frames.append(((image.float() + 1) / 2).clamp(0, 1)[0].permute(1, 2, 0).cpu())
-        return torch.stack(frames)
+    def decode_latents(self, latents: torch.Tensor, decode_chunk_size: int = 16) -> torch.Tensor:
+        """VAE-decode ``decode_chunk_size`` frames at a time (bounded memory):
+        (1, C, F, h, w) -> (F, H, W, 3) in [0, 1]."""
+        frames = latents[0].transpose(0, 1) / self.vae.config.scaling_factor
+        decoded = []
+        for start in range(0, frames.shape[0], decode_chunk_size):
+            chunk = frames[start : start + decode_chunk_size].to(self.vae.dtype)
+            images = self.vae.decode(chunk).sample
+            decoded.append(((images.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu())
+        return torch.cat(decoded)
 
     @torch.no_grad()
     def __call__(
@@ -322,10 +488,17 @@ class AnimationPipeline(DiffusionPipeline):
         poses: np.ndarray | None = None,
         context_frames: int | None = None,
         context_overlap: int | None = None,
+        context_wrap: bool | None = None,
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        decode_chunk_size: int = 16,
+        callback_on_step_end: Callable[..., dict[str, Any]]
+        | PipelineCallback
+        | MultiPipelineCallbacks
+        | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
     ) -> AnimationPipelineOutput | tuple:
         """Generate one video.
 
@@ -344,11 +517,23 @@ class AnimationPipeline(DiffusionPipeline):
                 keypoints of the reference and of every target frame; warp-guided models need them.
             context_frames (`int`, defaults to the model's `default_context_frames`, else the motion
                 modules' length): frames seen at once.
-            context_overlap (`int`, defaults to a quarter of a window, at most 4): frames shared by
-                neighbouring windows.
+            context_overlap (`int`, defaults to the model's `default_context_overlap`, else a quarter
+                of a window, at most 4): frames shared by neighbouring windows.
+            context_wrap (`bool`, defaults to the model's `default_context_wrap`): windows run on past
+                the last frame into the first ones (closed loop).
             generator (`torch.Generator`, optional): for reproducible noise.
             latents (`torch.Tensor`, optional): initial noise (1, C, frames, h, w) instead of sampling it.
-            output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"` or `"pt"`.
+            output_type (`str`, defaults to `"pil"`): `"pil"`, `"np"`, `"pt"` or `"latent"` (the final
+                latents, not decoded).
+            decode_chunk_size (`int`, defaults to 16): frames the VAE decodes at once; fewer use less
+                memory.
+            callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, optional):
+                called after every denoising step as `callback_on_step_end(pipe, step, timestep,
+                callback_kwargs)`; the tensors it returns in a dict replace the pipeline's. Setting
+                `pipe._interrupt = True` skips the remaining steps.
+            callback_on_step_end_tensor_inputs (`list[str]`, defaults to `["latents"]`): which of
+                `latents`, `pose_features` (per frame) and `image_embeds` (CLIP tokens, unconditional
+                first under guidance) go into `callback_kwargs`.
         """
         config = self.config
         num_inference_steps = config.default_steps if num_inference_steps is None else num_inference_steps
@@ -357,7 +542,13 @@ class AnimationPipeline(DiffusionPipeline):
         if context_frames is None:
             context_frames = config.default_context_frames or self.denoising_unet.config.motion_max_seq_length
         if context_overlap is None:
+            context_overlap = config.default_context_overlap
+        if context_overlap is None:
             context_overlap = min(4, context_frames // 4)
+        context_wrap = config.default_context_wrap if context_wrap is None else context_wrap
+        if isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
         first = _to_rgb_array(pose_frames[0], "pose_frames[0]") if len(pose_frames) else None
         height = height or (first.shape[0] if first is not None else 0)
         width = width or (first.shape[1] if first is not None else 0)
@@ -373,16 +564,19 @@ class AnimationPipeline(DiffusionPipeline):
             context_overlap,
             reference_pose,
             poses,
+            output_type,
+            decode_chunk_size,
+            tensor_inputs,
         )
-        if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"`output_type` must be 'pil', 'np' or 'pt', got {output_type!r}")
+        self.check_reference_attention()
+        self._interrupt = False
         device = self._execution_device
         guided = guidance_scale > 1.0
         num_frames = len(pose_frames)
 
         # 1. The reference: one CLIP token (zero for the unconditional branch) and its latent.
         image_token, reference_latent = self.encode_reference(reference_image, height, width, device)
-        context = torch.cat([torch.zeros_like(image_token), image_token]) if guided else image_token
+        image_embeds = torch.cat([torch.zeros_like(image_token), image_token]) if guided else image_token
 
         # 2. ReferenceNet, once per video, at timestep 0: fills the bank.
         self.reference_bank.clear()
@@ -407,49 +601,83 @@ class AnimationPipeline(DiffusionPipeline):
         if strength < 1:
             timesteps = timesteps[num_inference_steps - max(1, round(num_inference_steps * strength)) :]
             start = (warp_latents, timesteps[0])
+        self._num_timesteps = len(timesteps)
         dtype = self.denoising_unet.dtype
         latents = self.prepare_latents(num_frames, height, width, dtype, device, generator, latents, start)
 
         # 5. Denoise over overlapping windows, averaging the windows' noise predictions.
-        windows = context_windows(num_frames, context_frames, context_overlap)
-        branches = 2 if guided else 1
+        windows = context_windows(num_frames, context_frames, context_overlap, context_wrap)
         try:
             with self.progress_bar(total=len(timesteps)) as progress:
-                for t in timesteps:
-                    noise = torch.zeros((branches, *latents.shape[1:]), device=device, dtype=torch.float32)
-                    counts = torch.zeros((1, 1, num_frames, 1, 1), device=device, dtype=torch.float32)
-                    for window in windows:
-                        window_latents = self.scheduler.scale_model_input(latents[:, :, window], t)
-                        window_input = window_latents.repeat(branches, 1, 1, 1, 1)
-                        window_poses = pose_features[window].repeat(branches, 1, 1, 1).to(dtype)
-                        self.reference_bank.unconditional_rows = len(window) if guided else 0
-                        # UNetMotionModel takes one context row per frame.
-                        window_context = context.repeat_interleave(len(window), dim=0).to(dtype)
-                        with pose_features_after_conv_in(self.denoising_unet, window_poses):
-                            prediction = self.denoising_unet(
-                                window_input, t, encoder_hidden_states=window_context, return_dict=False
-                            )[0]
-                        noise[:, :, window] += prediction.float()
-                        counts[:, :, window] += 1
-                    noise /= counts
-                    if guided:
-                        unconditional, conditional = noise.chunk(2)
-                        noise = unconditional + guidance_scale * (conditional - unconditional)
+                for step, t in enumerate(timesteps):
+                    if self.interrupt:
+                        continue
+                    noise = self.predict_noise(
+                        latents, t, windows, pose_features, image_embeds, guidance_scale
+                    )
                     latents = self.scheduler.step(noise, t, latents.float(), generator=generator).prev_sample
                     latents = latents.to(dtype)
+                    if callback_on_step_end is not None:
+                        state = {
+                            "latents": latents,
+                            "pose_features": pose_features,
+                            "image_embeds": image_embeds,
+                        }
+                        outputs = callback_on_step_end(self, step, t, {k: state[k] for k in tensor_inputs})
+                        latents = outputs.pop("latents", latents)
+                        pose_features = outputs.pop("pose_features", pose_features)
+                        image_embeds = outputs.pop("image_embeds", image_embeds)
                     progress.update()
         finally:
             self.reference_bank.clear()
 
-        # 6. Decode frame by frame.
-        frames = self.decode_latents(latents)
-        self.maybe_free_model_hooks()
-        if output_type == "pt":
-            output: object = frames[None]
-        elif output_type == "np":
-            output = frames[None].numpy()
+        # 6. Decode, a chunk of frames at a time.
+        if output_type == "latent":
+            output: object = latents
         else:
-            output = [[PIL.Image.fromarray((f.numpy() * 255).round().astype(np.uint8)) for f in frames]]
+            frames = self.decode_latents(latents, decode_chunk_size)
+            if output_type == "pt":
+                output = frames[None]
+            elif output_type == "np":
+                output = frames[None].numpy()
+            else:
+                output = [[PIL.Image.fromarray((f.numpy() * 255).round().astype(np.uint8)) for f in frames]]
+        self.maybe_free_model_hooks()
         if not return_dict:
             return (output,)
         return AnimationPipelineOutput(frames=output)
+
+    def predict_noise(
+        self,
+        latents: torch.Tensor,
+        t: torch.Tensor,
+        windows: list[list[int]],
+        pose_features: torch.Tensor,
+        image_embeds: torch.Tensor,
+        guidance_scale: float,
+    ) -> torch.Tensor:
+        """The guided noise prediction for all frames at timestep ``t``: each window's prediction,
+        averaged where windows overlap."""
+        branches = image_embeds.shape[0]
+        num_frames, dtype, device = latents.shape[2], latents.dtype, latents.device
+        noise = torch.zeros((branches, *latents.shape[1:]), device=device, dtype=torch.float32)
+        counts = torch.zeros((1, 1, num_frames, 1, 1), device=device, dtype=torch.float32)
+        for window in windows:
+            window_input = self.scheduler.scale_model_input(latents[:, :, window], t).repeat(
+                branches, 1, 1, 1, 1
+            )
+            window_poses = pose_features[window].repeat(branches, 1, 1, 1).to(dtype)
+            self.reference_bank.unconditional_rows = len(window) if branches == 2 else 0
+            # UNetMotionModel takes one context row per frame.
+            window_context = image_embeds.repeat_interleave(len(window), dim=0).to(dtype)
+            with pose_features_after_conv_in(self.denoising_unet, window_poses):
+                prediction = self.denoising_unet(
+                    window_input, t, encoder_hidden_states=window_context, return_dict=False
+                )[0]
+            noise[:, :, window] += prediction.float()
+            counts[:, :, window] += 1
+        noise /= counts
+        if branches == 1:
+            return noise
+        unconditional, conditional = noise.chunk(2)
+        return unconditional + guidance_scale * (conditional - unconditional)

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from anima.errors import BadInput
+from anima.media import VIDEO_SUFFIXES, iter_frames, probe_video
 from anima.pose.align import align_to_reference
 from anima.pose.blazepose import extract_pose_from_video
 from anima.pose.dwpose import DWPoseExtractor
@@ -24,7 +25,6 @@ from anima.pose.readers import (
 )
 from anima.pose.render import check_same_aspect, render_sequence
 from anima.pose.sequence import PoseSequence
-from anima.media import VIDEO_SUFFIXES, iter_frames, probe_video
 
 MOTION_PREFIX = "motion:"
 SKELETON_PREFIX = "skeleton:"

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from anima.errors import BadInput, MediaError
+from anima.media import Video, read_video
 from anima.pose.sequence import (
     FILE_FORMAT,
     NUM_JOINTS,
@@ -28,7 +29,6 @@ from anima.pose.sequence import (
     main_person,
     read_json,
 )
-from anima.media import Video, read_video
 
 DEFAULT_FPS = 24.0
 # BODY_25 lists a mid-hip (8) and feet (19-24) that COCO-18 lacks; these pick the COCO-18 joints.

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 
 from anima.errors import BadInput
-from anima.pose.sequence import CONFIDENCE_THRESHOLD, LIMBS, NUM_JOINTS, PoseSequence
 from anima.media import write_video
+from anima.pose.sequence import CONFIDENCE_THRESHOLD, LIMBS, NUM_JOINTS, PoseSequence
 
 # RGB; limb i is drawn in COLORS[i], joint j in COLORS[j].
 COLORS: tuple[tuple[int, int, int], ...] = (

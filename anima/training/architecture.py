@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel, UNetMotionModel
-from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+from diffusers import AutoencoderKL, UNetMotionModel
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from anima.generate.configs import MOORE_SCHEDULER_CONFIG, motion_unet_config
+from anima.generate.configs import assemble_pipeline
 from anima.generate.models import PoseGuider
 from anima.generate.pipeline import WARP_GUIDED_CHANNELS, AnimationPipeline
 
@@ -82,15 +82,6 @@ def zero_motion_outputs(unet: UNetMotionModel) -> None:
 def puppet_pipeline(arch: PuppetArchitecture, vae: AutoencoderKL, seed: int = 0) -> AnimationPipeline:
     """A fresh (untrained but for ``vae``) warp-guided pipeline of the given sizes."""
     torch.manual_seed(seed)
-    unet_config = _unet_config(arch)
-    reference_unet = UNet2DConditionModel(**unet_config)
-    denoising_unet = UNetMotionModel(
-        **motion_unet_config(
-            unet_config, motion_heads=arch.attention_heads, motion_max_seq_length=arch.motion_frames
-        )
-    )
-    denoising_unet.load_state_dict(reference_unet.state_dict(), strict=False)
-    zero_motion_outputs(denoising_unet)
     image_encoder = CLIPVisionModelWithProjection(
         CLIPVisionConfig(
             hidden_size=arch.clip_width,
@@ -102,26 +93,22 @@ def puppet_pipeline(arch: PuppetArchitecture, vae: AutoencoderKL, seed: int = 0)
             projection_dim=arch.clip_width,
         )
     )
-    side = arch.clip_image_size
-    feature_extractor = CLIPImageProcessor(
-        size={"shortest_edge": side}, crop_size={"height": side, "width": side}
-    )
-    guider_widths = (32, 64, 96)[: len(arch.vae_channels)]
     pose_guider = PoseGuider(
         conditioning_embedding_channels=arch.unet_channels[0],
         conditioning_channels=WARP_GUIDED_CHANNELS,
-        block_out_channels=guider_widths,
+        block_out_channels=(32, 64, 96)[: len(arch.vae_channels)],
         latent_channels=arch.latent_channels,
     )
-    return AnimationPipeline(
-        vae=vae,
-        image_encoder=image_encoder,
-        reference_unet=reference_unet,
-        denoising_unet=denoising_unet,
-        pose_guider=pose_guider,
-        scheduler=DDIMScheduler(**MOORE_SCHEDULER_CONFIG),
-        feature_extractor=feature_extractor,
+    pipe = assemble_pipeline(
+        _unet_config(arch),
+        vae,
+        image_encoder,
+        pose_guider,
+        motion_heads=arch.attention_heads,
+        motion_max_seq_length=arch.motion_frames,
         default_steps=arch.default_steps,
         default_guidance=1.0,
         default_strength=arch.default_strength,
     )
+    zero_motion_outputs(pipe.denoising_unet)
+    return pipe
