@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from anima.generate.runner import DEFAULT_MODEL, load_pipeline
+from anima.generate.warp import warp_sequence
 from anima.puppets import CLIP_KINDS, sample_clip
 from anima.training.quality import comparison_grid, scores
-from anima.generate.runner import DEFAULT_MODEL, load_pipeline
 from anima.training.trainer import generate_clip
-from anima.generate.warp import warp_sequence
 
 HELD_OUT_FIRST_SEED = 5_000_000
 TARGET_FRAMES = 24

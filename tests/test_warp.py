@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from anima.pose import builtin_motion
 from anima.generate.warp import body_mask, limb_warp, warp_sequence
+from anima.pose import builtin_motion
 
 SIZE = (96, 128)  # width, height
 

@@ -75,7 +75,9 @@ def init_identity(
     keys_dir = settings.keys_dir
     chain_path, key_path = keys_dir / "chain.pem", keys_dir / "signing.key"
     if chain_path.exists() and not force:
-        raise BadInput(f"a signing identity already exists in {keys_dir} (replace it only on purpose, with force)")
+        raise BadInput(
+            f"a signing identity already exists in {keys_dir} (replace it only on purpose, with force)"
+        )
     if not org.strip():
         raise BadInput("the organisation name must not be empty")
 
