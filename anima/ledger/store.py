@@ -32,8 +32,8 @@ TRACKED_TABLES: tuple[type[Tracked], ...] = (Stamp, Identity, ConsentGrant)
 
 GENESIS_HASH = "0" * 64
 APPEND_RETRIES = 5
-# Ledger URLs whose schema this process has created or checked: a scan or a server opens the same
-# ledger many times, and creating the tables is once-per-database work.
+# Ledger URLs whose tables this process has created: a scan or a server opens the same ledger many
+# times, and creating the tables is once-per-database work (the schema version is read every time).
 _prepared_urls: set[str] = set()
 
 
@@ -95,8 +95,8 @@ class Ledger:
                 event.listen(self.engine, "connect", _enable_sqlite_wal)
             if url not in _prepared_urls or (sqlite_file is not None and not sqlite_file.exists()):
                 Base.metadata.create_all(self.engine)
-                self._check_schema()
                 _prepared_urls.add(url)
+            self._check_schema()
         except (SQLAlchemyError, OSError) as exc:
             reason = str(getattr(exc, "orig", None) or exc)
             raise LedgerError(f"cannot open ledger {self.engine_url_for_humans()}: {reason}") from None
