@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -12,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 from skimage import data
+from sqlalchemy import create_engine, text
 
 from anima import Anima
 from anima.config import Settings, load_settings
@@ -33,6 +36,28 @@ def camera_pan(image: np.ndarray, frames: int, size: int) -> np.ndarray:
             )
         )
     return np.stack(out)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty ledger database: a SQLite file, and a database in the throw-away PostgreSQL
+    cluster that `.ci/run` starts (``ANIMA_TEST_POSTGRES_URL``; skipped where there is none)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    server = os.environ.get("ANIMA_TEST_POSTGRES_URL")
+    if not server:
+        pytest.skip("no throw-away PostgreSQL (start one with scripts/throwaway_postgres.sh)")
+    name = f"anima_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield f"{server.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
 
 
 @pytest.fixture(autouse=True)

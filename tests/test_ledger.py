@@ -28,8 +28,8 @@ def _stamp(stamp_id: str, payload: int) -> Stamp:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+def ledger(database_url: str) -> Ledger:
+    ledger = Ledger(database_url)
     ledger.record("stamp.stamped", "alice", "s-1", {"n": 1}, row=_stamp("s-1", 1))
     ledger.record("policy.decision", "bob", "req-9", {"allow": False, "reasons": ["unknown face"]})
     ledger.record("stamp.stamped", "alice", "s-2", {"n": 2}, row=_stamp("s-2", 2))
@@ -42,9 +42,9 @@ def test_intact_chain_verifies(ledger: Ledger) -> None:
     events = ledger.events()
     assert [e.id for e in events] == [3, 2, 1]
     assert events[0].prev_hash == events[1].hash
-    assert ledger.engine.dialect.name == "sqlite"
-    with ledger.engine.connect() as conn:
-        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    if ledger.engine.dialect.name == "sqlite":  # many readers beside one writer
+        with ledger.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
 
 
 def _sql(ledger: Ledger, statement: str) -> None:
@@ -83,7 +83,7 @@ def test_forged_stamp_without_event_is_named(ledger: Ledger) -> None:
 def test_chain_cannot_fork(ledger: Ledger) -> None:
     """Two events may never claim the same predecessor (a unique constraint, not a convention)."""
     head = ledger.events(limit=1)[0]
-    with pytest.raises(Exception, match="UNIQUE"):
+    with pytest.raises(Exception, match="(?i)unique"):
         _sql(
             ledger,
             "INSERT INTO audit_events (created_at, kind, actor, subject, details, prev_hash, hash) "

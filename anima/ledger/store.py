@@ -79,11 +79,20 @@ def _enable_sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def with_driver(url: str) -> str:
+    """A plain ``postgresql://`` URL means psycopg 3 (the ``postgres`` extra), not SQLAlchemy's
+    default psycopg2, which Anima does not install."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url.removeprefix(plain)
+    return url
+
+
 class Ledger:
     """The audit ledger at a SQLAlchemy URL (SQLite file by default, PostgreSQL for teams)."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        self.url = url = with_driver(url)
         sqlite_file = None
         if url.startswith("sqlite:///"):
             sqlite_file = Path(url.removeprefix("sqlite:///")).expanduser()
@@ -97,6 +106,11 @@ class Ledger:
                 Base.metadata.create_all(self.engine)
                 _prepared_urls.add(url)
             self._check_schema()
+        except ModuleNotFoundError as exc:
+            raise LedgerError(
+                f"cannot open ledger {self.engine_url_for_humans()}: its database driver {exc.name} is not "
+                "installed (for PostgreSQL: pip install 'anima[postgres]')"
+            ) from None
         except (SQLAlchemyError, OSError) as exc:
             reason = str(getattr(exc, "orig", None) or exc)
             raise LedgerError(f"cannot open ledger {self.engine_url_for_humans()}: {reason}") from None
