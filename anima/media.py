@@ -6,9 +6,12 @@ frames, absurd sizes) becomes a :class:`MediaError` with one readable line.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,12 +21,17 @@ from pathlib import Path
 import av
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from PIL.Image import DecompressionBombError, DecompressionBombWarning
 
 from anima.errors import MediaError
 
 MAX_SIDE = 8192
 MIN_SIDE = 16
 MAX_FRAMES = 100_000
+# Bigger files are refused before they are read or hashed (a 100,000-frame clip fits easily).
+MAX_FILE_BYTES = 16 << 30
+# Frames x width x height of one video made in memory (3 GiB as uint8 RGB); checked before the work.
+MAX_VIDEO_PIXELS = 1 << 30
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 MIME_TYPES = {
@@ -66,6 +74,31 @@ class VideoInfo:
     codec: str
 
 
+class UnreadableFile(MediaError, OSError):
+    """A path that is not a regular file (a FIFO, a device, a socket, a folder) or is too large to
+    read. Bad input to a command; to a scan it is an ``OSError`` like a missing file, so an error row."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        OSError.__init__(self, errno.EINVAL, problem, str(path))
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+
+def _special_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "a device or other special file")
+
+
+def check_regular(path: Path, mode: int, size: int) -> None:
+    """Refuse a special file (never read: a FIFO or ``/dev/zero`` has no end) or one over
+    :data:`MAX_FILE_BYTES`."""
+    if not stat.S_ISREG(mode):
+        raise UnreadableFile(path, f"not a regular file ({_special_kind(mode)})")
+    if size > MAX_FILE_BYTES:
+        raise UnreadableFile(path, f"file is larger than {MAX_FILE_BYTES >> 30} GiB")
+
+
 def mime_type(path: Path) -> str:
     """The MIME type Anima uses for ``path``, judged by its suffix."""
     try:
@@ -78,9 +111,18 @@ def mime_type(path: Path) -> str:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    """SHA-256 of a regular file; a special file raises :class:`UnreadableFile` without a read."""
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; the mode is judged on the open file.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with open(fd, "rb") as handle:
+        info = os.fstat(fd)
+        check_regular(Path(path), info.st_mode, info.st_size)
+        digest = hashlib.sha256()
+        read = 0
         for block in iter(lambda: handle.read(1 << 20), b""):
+            read += len(block)
+            if read > MAX_FILE_BYTES:  # a file that grows while it is read
+                raise UnreadableFile(Path(path), f"file is larger than {MAX_FILE_BYTES >> 30} GiB")
             digest.update(block)
     return digest.hexdigest()
 
@@ -88,9 +130,9 @@ def sha256_file(path: Path) -> str:
 def _check_exists(path: Path) -> None:
     if not path.exists():
         raise MediaError(f"{path}: no such file")
-    if not path.is_file():
-        raise MediaError(f"{path}: not a file")
-    if path.stat().st_size == 0:
+    info = path.stat()
+    check_regular(path, info.st_mode, info.st_size)
+    if info.st_size == 0:
         raise MediaError(f"{path}: empty file")
 
 
@@ -175,18 +217,65 @@ def sample_frames(path: Path, count: int) -> tuple[list[np.ndarray], int]:
     return frames, seen
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Read a still image as an (H, W, 3) uint8 RGB array."""
-    path = Path(path)
+@contextmanager
+def _open_image(path: Path) -> Iterator[Image.Image]:
+    """An image whose header is read and whose size is checked; nothing is decoded yet."""
     _check_exists(path)
     try:
-        with Image.open(path) as image:
-            image.load()
-            rgb = image.convert("RGB")
+        with warnings.catch_warnings():
+            # Pillow only warns between 89M and 179M pixels; the size check below refuses both.
+            warnings.simplefilter("error", DecompressionBombWarning)
+            image = Image.open(path)
+    except (DecompressionBombError, DecompressionBombWarning):
+        raise MediaError(
+            f"{path}: image has too many pixels (over {MAX_SIDE}x{MAX_SIDE}); not decoded"
+        ) from None
     except (UnidentifiedImageError, OSError) as exc:
         raise MediaError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+    with image:
+        _check_size(path, image.width, image.height)
+        yield image
+
+
+def probe_image(path: Path) -> tuple[int, int]:
+    """A still's (width, height) from its header, checked against the size limits."""
+    path = Path(path)
+    with _open_image(path) as image:
+        return image.width, image.height
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read a still image as an (H, W, 3) uint8 RGB array (its size checked before decoding)."""
+    path = Path(path)
+    with _open_image(path) as image:
+        try:
+            image.load()
+            rgb = image.convert("RGB")
+        except OSError as exc:
+            raise MediaError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
     _check_size(path, rgb.width, rgb.height)
     return np.asarray(rgb)
+
+
+def check_video_size(frames: int, width: int | None = None, height: int | None = None) -> None:
+    """Limits on a video to be made in memory, checked before any work; ``None`` is a size still to
+    be chosen (by the model), checked again once it is known."""
+    if not 1 <= frames <= MAX_FRAMES:
+        raise MediaError(f"frames must be in 1..{MAX_FRAMES}, got {frames}")
+    for name, side in (("width", width), ("height", height)):
+        if side is not None and not MIN_SIDE <= side <= MAX_SIDE:
+            raise MediaError(f"{name} must be in {MIN_SIDE}..{MAX_SIDE} pixels, got {side}")
+    if width is not None and height is not None and frames * width * height > MAX_VIDEO_PIXELS:
+        raise MediaError(
+            f"{frames} frames of {width}x{height} is over the limit of {MAX_VIDEO_PIXELS:,} pixels "
+            "in one video; make it shorter or smaller"
+        )
+
+
+def check_fps(fps: float | None) -> None:
+    """A frame rate, when one is given (``None`` is the source's); 0 is refused, not a default."""
+    if fps is not None and not 0 < fps <= 240:
+        raise MediaError(f"fps must be in (0, 240], got {fps}")
 
 
 def check_crf(crf: int) -> None:
@@ -235,25 +324,55 @@ def write_video(path: Path, frames: Iterable[np.ndarray], fps: Fraction | float 
     return count
 
 
+def _temp_beside(path: Path) -> Path:
+    """An empty temporary file in ``path``'s folder (a folder we cannot write in is bad input)."""
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    except OSError as exc:
+        raise MediaError(
+            f"{path.parent}: cannot write in the output folder ({exc.strerror or exc.__class__.__name__})"
+        ) from None
+    os.close(fd)
+    return Path(tmp_name)
+
+
 def check_output_folder(path: Path) -> None:
-    """The folder ``path`` goes in exists (checked before long work, and again when writing)."""
-    if not Path(path).parent.exists():
-        raise MediaError(f"{Path(path).parent}: output folder does not exist")
+    """The folder ``path`` goes in exists and takes a new file (checked before long work, and again
+    when writing)."""
+    folder = Path(path).parent
+    if not folder.exists():
+        raise MediaError(f"{folder}: output folder does not exist")
+    if not folder.is_dir():
+        raise MediaError(f"{folder}: output folder is not a folder")
+    _temp_beside(Path(path)).unlink()  # permissions, ACLs, read-only mounts: only a write tells
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux shows it (no window for threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
+def atomic_output(path: Path, mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
 
-    A failure leaves no half-written file behind, and never the old file half-overwritten.
+    A failure leaves no half-written file behind, and never the old file half-overwritten. The
+    file gets ``mode`` (default: what the umask allows a new file, as ``open`` would give it).
     """
     path = Path(path)
     check_output_folder(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _temp_beside(path)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

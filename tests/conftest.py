@@ -68,6 +68,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "ANIMA_SIGNING_CERT",
         "ANIMA_SIGNING_KEY",
         "ANIMA_TRUST_ANCHORS",
+        "ANIMA_CHECKPOINT_DIR",
     ):
         monkeypatch.delenv(name, raising=False)
 

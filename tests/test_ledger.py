@@ -83,7 +83,7 @@ def test_forged_stamp_without_event_is_named(ledger: Ledger) -> None:
 def test_chain_cannot_fork(ledger: Ledger) -> None:
     """Two events may never claim the same predecessor (a unique constraint, not a convention)."""
     head = ledger.events(limit=1)[0]
-    with pytest.raises(Exception, match="(?i)unique"):
+    with pytest.raises(Exception, match=r"(?i)unique"):
         _sql(
             ledger,
             "INSERT INTO audit_events (created_at, kind, actor, subject, details, prev_hash, hash) "

@@ -132,7 +132,7 @@ def test_group_photo_with_one_enrolled_face_is_refused(settings, enrolled, photo
 def test_revoked_expired_and_wrong_purpose_are_refused(settings, enrolled, photos, statement) -> None:
     identity, grant = enrolled
     assert "consent-wrong-purpose" in _check(settings, photos["astronaut"], purpose="advertising").reasons
-    registry = ConsentRegistry(Ledger(settings.database_url))
+    registry = Anima(settings.home).registry  # keyed: a keyless writer is refused
     registry.revoke(grant.id, "withdrew consent by email", "casting")
     assert "consent-revoked" in _check(settings, photos["astronaut"]).reasons
     Anima(settings.home).consent.grant(
@@ -143,7 +143,7 @@ def test_revoked_expired_and_wrong_purpose_are_refused(settings, enrolled, photo
 
 def test_expired_consent_is_refused(settings, photos, statement) -> None:
     record, _ = _enroll(settings, "Eileen Collins", [photos["astronaut"]], statement, ["fashion"])
-    registry = ConsentRegistry(Ledger(settings.database_url))
+    registry = Anima(settings.home).registry
     grant = registry.grants(record.id)[0]
     grant.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)  # as if the period had run out
     registry.ledger.record("consent.extended", "test", grant.id, {}, row=grant)
@@ -171,7 +171,7 @@ def test_every_decision_is_in_the_ledger_and_the_chain_verifies(settings, enroll
 
 def test_undoing_a_revocation_by_sql_is_caught(settings, enrolled, photos) -> None:
     _, grant = enrolled
-    registry = ConsentRegistry(Ledger(settings.database_url))
+    registry = Anima(settings.home).registry
     registry.revoke(grant.id, "withdrawn", "casting")
     with registry.ledger.engine.begin() as conn:
         conn.execute(
@@ -206,7 +206,7 @@ def test_enrolling_the_same_person_twice_is_refused(settings, enrolled, photos, 
 
 def test_forget_erases_face_data(settings, enrolled, photos) -> None:
     identity, _ = enrolled
-    registry = ConsentRegistry(Ledger(settings.database_url))
+    registry = Anima(settings.home).registry
     registry.forget(identity.id, "dpo")
     stored = registry.identity(identity.id)
     assert stored.embeddings == [] and stored.display_name == "(forgotten)"
@@ -216,7 +216,7 @@ def test_forget_erases_face_data(settings, enrolled, photos) -> None:
 
 def test_identity_drift_in_output_fails(settings, enrolled, photos) -> None:
     decision = _check(settings, photos["astronaut"])
-    registry = ConsentRegistry(Ledger(settings.database_url))
+    registry = Anima(settings.home).registry
     backend, rules = load_backend("dlib"), PolicyRules()
     same = np.stack([np.asarray(Image.open(photos["astronaut"]))] * 3)
     assert gate.check_output(same, decision, "studio", registry=registry, backend=backend, rules=rules).ok

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from anima.errors import BadInput
-from anima.ledger import ChainReport, ConsentGrant, Identity, as_utc
+from anima import media
+from anima.errors import BadInput, ProvenanceError
+from anima.ledger import ChainReport, Checkpoint, ConsentGrant, Identity, as_utc
 from anima.policy import enrol
 from anima.policy.registry import grant_status
 from anima.provenance import keys
@@ -17,6 +18,9 @@ from anima.provenance.keys import SigningIdentity
 
 if TYPE_CHECKING:
     from anima.api.core import Anima
+
+# More events than anyone reads on a screen; a bigger number overflows the database's integer.
+MAX_LOG_LIMIT = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,10 @@ class Consent:
         """Enrol a person from photos that each show exactly their face, with a first consent;
         ``keep_photos`` also copies the photos under the home's ``consent/photos``."""
         anima = self._anima
+        for photo in photos:  # kind and pixel count from the header, before the ledger is opened
+            media.probe_image(Path(photo))
+        anima.private_home()
+        self._require_signing()
         identity, grant = enrol.enroll(
             anima.registry,
             anima.face_backend,
@@ -124,7 +132,7 @@ class Consent:
             expires=expires,
             valid_from=valid_from,
             granted_by=granted_by,
-            keep_photos_in=anima.settings.home / "consent" / "photos" if keep_photos else None,
+            keep_photos_in=self.photos_folder if keep_photos else None,
         )
         return IdentityRecord.of(identity, [grant])
 
@@ -140,6 +148,7 @@ class Consent:
     ) -> GrantRecord:
         """Record a further consent for an enrolled person."""
         anima = self._anima
+        self._require_signing()
         grant = enrol.grant(
             anima.registry,
             anima.rules,
@@ -167,17 +176,39 @@ class Consent:
 
     def revoke(self, record_id: str, reason: str) -> list[GrantRecord]:
         """Revoke a consent, or every consent of an identity; returns what was revoked."""
+        self._require_signing()
         return [GrantRecord.of(g) for g in self._anima.registry.revoke(record_id, reason, self._anima.actor)]
 
     def extend(self, grant_id: str, expires: dt.date | None) -> GrantRecord:
         """Change when a consent expires (``None``: never)."""
+        self._require_signing()
         grant = self._anima.registry.extend(grant_id, enrol.start_of_day_utc(expires), self._anima.actor)
         return GrantRecord.of(grant)
 
     def forget(self, identity_id: str) -> str:
-        """Erase a person's face data and name, revoking their consents (the audit trail keeps the
-        ids); returns the identity id."""
-        return self._anima.registry.forget(identity_id, self._anima.actor).id
+        """Erase a person's face data, name and kept photos, revoking their consents (the audit
+        trail keeps the ids); returns the identity id."""
+        self._require_signing()
+        registry = self._anima.registry
+        registry.identity(identity_id)  # an unknown id is bad input before anything is erased
+        # Photos first: a crash in between leaves a person not yet forgotten (forget again), never
+        # a forgotten person's photos on disk (and `anima audit reconcile` removes those too).
+        enrol.erase_kept_photos(self.photos_folder, identity_id)
+        return registry.forget(identity_id, self._anima.actor).id
+
+    def _require_signing(self) -> None:
+        """Consent changes are signed and anchored by a checkpoint; without the operator's key they
+        could be forged by anyone who can write the database, so they are refused."""
+        if self._anima.ledger.key is None:
+            raise ProvenanceError(
+                "consent changes are signed with the operator's key, and there is none yet: "
+                "run `anima keys init` (or set ANIMA_SIGNING_CERT and ANIMA_SIGNING_KEY)"
+            )
+
+    @property
+    def photos_folder(self) -> Path:
+        """Where ``keep_photos`` keeps enrolment photos, one folder per identity."""
+        return self._anima.settings.home / "consent" / "photos"
 
 
 @dataclass(frozen=True)
@@ -214,16 +245,23 @@ class Audit:
 
     def log(self, limit: int | None = 20, kind: str | None = None) -> list[AuditEntry]:
         """The most recent events first; ``limit`` ``None`` means all."""
-        if limit is not None and limit < 1:
-            raise BadInput(f"limit must be at least 1, got {limit}")
+        if limit is not None and not 1 <= limit <= MAX_LOG_LIMIT:
+            raise BadInput(f"limit must be in 1..{MAX_LOG_LIMIT}, got {limit}")
         return [
             AuditEntry(e.id, e.created_at, e.kind, e.actor, e.subject, e.details, e.prev_hash, e.hash)
             for e in self._anima.ledger.events(limit=limit, kind=kind)
         ]
 
-    def verify(self) -> ChainReport:
-        """Recompute the hash chain and every tracked row's digest; names the first broken event."""
-        return self._anima.ledger.verify_chain()
+    def verify(self, checkpoints: str | Path | None = None) -> ChainReport:
+        """Recompute the hash chain, check every event's signature, compare the head with the
+        latest signed checkpoint (in ``checkpoints``, default the configured folder: give an
+        archived copy to check against it) and every tracked row's digest; names the first problem."""
+        return self._anima.ledger.verify_chain(Path(checkpoints) if checkpoints else None)
+
+    def checkpoint(self, to: str | Path | None = None) -> Checkpoint:
+        """Sign the ledger's current head (event count, head hash, registry row digests) and write
+        it as a file in ``to`` (default: the configured checkpoint folder, ``checkpoint_dir``)."""
+        return self._anima.ledger.checkpoint(Path(to) if to else None)
 
 
 class Keys:
@@ -234,6 +272,7 @@ class Keys:
 
     def init(self, org: str = "Anima local studio", force: bool = False) -> SigningIdentity:
         """Create a local CA and an ES256 signing certificate (private keys mode 0600)."""
+        self._anima.private_home()
         return keys.init_identity(self._anima.settings, org=org, force=force)
 
     def show(self) -> SigningIdentity:

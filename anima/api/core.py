@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 from anima import media
 from anima.api.consent import Audit, Consent, Keys
 from anima.api.tools import DetectorTools, ModelTools, PoseTools, PuppetTools
-from anima.config import Settings, load_settings
+from anima.config import Settings, load_settings, private_folder
 from anima.detect.evidence import DEFAULT_DETECTOR, score_frames
 from anima.errors import BadInput, MediaError, ProvenanceError
 from anima.generate.request import GenerationRequest
-from anima.ledger import Ledger
-from anima.policy import gate
+from anima.ledger import Ledger, LedgerKey
+from anima.policy import enrol, gate
 from anima.policy.faces import FaceBackend, load_backend
 from anima.policy.gate import Decision
 from anima.policy.registry import ConsentRegistry
@@ -29,8 +29,10 @@ from anima.policy.rules import PolicyRules, load_rules
 from anima.pose.blazepose import default_tool_dir
 from anima.provenance import stamp as publishing
 from anima.provenance import watermark
-from anima.provenance.keys import SigningIdentity, identity_from_settings
+from anima.provenance.keys import SigningIdentity, identity_from_settings, ledger_key
 from anima.provenance.manifest import read_manifest
+from anima.provenance.reconcile import ReconcileReport
+from anima.provenance.reconcile import reconcile as reconcile_outputs
 from anima.provenance.stamp import StampResult
 from anima.provenance.verify import LedgerMatch, VerifyReport, claimed_stamp_id, decide
 from anima.scan import engine as scan_engine
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]
 # Frames sampled over a clip for the watermark and the detector.
 SAMPLED_FRAMES = 48
+# Intents of publishes under way, in the home (see anima.provenance.reconcile).
+PENDING_FOLDER = "pending"
 
 
 def current_actor() -> str:
@@ -110,7 +114,24 @@ class Anima:
 
     @functools.cached_property
     def ledger(self) -> Ledger:
-        return Ledger(self.settings.database_url)
+        self.private_home()
+        settings = self.settings
+        return Ledger(settings.database_url, key=self.ledger_key(), checkpoints=settings.checkpoints)
+
+    def ledger_key(self) -> LedgerKey | None:
+        """The operator's key for signing the ledger, or None while there is none (``anima keys init``):
+        events are then written unsigned, and consent changes are refused."""
+        if not self.settings.signing_cert.exists() and not self.settings.signing_key.exists():
+            return None
+        return ledger_key(self.signing_identity())  # a broken or half identity is one clear error
+
+    def private_home(self) -> Path:
+        """The home folder, created or narrowed to owner-only (0700): it holds names, face data and
+        kept photos."""
+        try:
+            return private_folder(self.settings.home)
+        except OSError as exc:
+            raise BadInput(f"{self.settings.home}: cannot use as the Anima home ({exc.strerror})") from None
 
     @functools.cached_property
     def rules(self) -> PolicyRules:
@@ -165,6 +186,9 @@ class Anima:
         media.mime_type(source)
         publishing.check_output(source, output)
         media.check_crf(crf)
+        media.check_output_folder(output)
+        if source.suffix.lower() in media.IMAGE_SUFFIXES:
+            media.probe_image(source)  # its size checked from the header before anything is decoded
         inputs = publishing.ingredients(
             reference=Path(reference) if reference else None, pose=Path(pose) if pose else None
         )
@@ -181,6 +205,7 @@ class Anima:
             extra={},
             crf=crf,
             actor=self.actor,
+            pending=self.settings.home / PENDING_FOLDER,
         )
 
     def verify(self, clip: str | Path, *, trust: Sequence[str | Path] = ()) -> VerifyReport:
@@ -188,8 +213,13 @@ class Anima:
         The detector alone can only say ``likely-synthetic``."""
         clip = Path(clip)
         media.mime_type(clip)
-        if not clip.is_file():
+        if not clip.exists():
             raise MediaError(f"{clip}: no such file")
+        # Special files, sizes and pixel counts refused from the header, before any evidence is read.
+        if clip.suffix.lower() in media.IMAGE_SUFFIXES:
+            media.probe_image(clip)
+        else:
+            media.probe_video(clip)
         anchors = [Path(a) for a in trust] + list(self.trust) + list(self.settings.trust_anchors)
         manifest = read_manifest(clip, anchors)
         frames, total = media.sample_frames(clip, SAMPLED_FRAMES)
@@ -204,7 +234,11 @@ class Anima:
         claimed = claimed_stamp_id(manifest)
         if row is None and claimed:
             row = self.ledger.stamp(claimed)
-        verdict, reasons = decide(manifest, reading, row, detector)
+        # A row edited in the database (a forged signer, a swapped manifest) is no evidence.
+        ledger_problem = self.ledger.row_problem(row) if row is not None else None
+        if ledger_problem:
+            row = None
+        verdict, reasons = decide(manifest, reading, row, detector, ledger_problem=ledger_problem)
         return VerifyReport(
             path=str(clip),
             sha256=media.sha256_file(clip),
@@ -217,6 +251,22 @@ class Anima:
             detector=detector,
             frames=total,
         )
+
+    def reconcile(self, *, clean: bool = True) -> ReconcileReport:
+        """Put right what killed stamps and generations left: complete a publish whose ledger row
+        committed (its staged file is renamed into place), remove the temporary files and folders of
+        one that did not, and list every ledger row whose output is not where it was written. Kept
+        photos of a person who is not enrolled (forget killed half-way) are removed too.
+        ``clean=False`` only reports."""
+        report = reconcile_outputs(self.ledger, self.settings.home / PENDING_FOLDER, clean=clean)
+        kept = self.consent.photos_folder
+        if kept.is_dir():
+            enrolled = {identity.id for identity in self.registry.identities()}
+            for folder in sorted(p for p in kept.iterdir() if p.name not in enrolled):
+                report.removed.append(str(folder))  # a forgotten (or never committed) person's photos
+                if clean:
+                    enrol.erase_kept_photos(kept, folder.name)
+        return report
 
     def check_reference(self, reference: str | Path, purpose: str, *, fictional: bool = False) -> Decision:
         """Ask the consent gate about a reference picture (the decision is recorded either way)."""
@@ -330,6 +380,7 @@ class Anima:
             extra=extra,
             crf=crf,
             actor=self.actor,
+            pending=self.settings.home / PENDING_FOLDER,
         )
 
     def scan(
@@ -344,6 +395,7 @@ class Anima:
     ) -> scan_engine.ScanSummary:
         """Verify many files in parallel, each content once, resuming from ``out/scan.jsonl``; every
         new row is also an audit event, written from this process only (the ledger has one writer)."""
+        scan_engine.check_options(engine, workers, address)
         for anchor in self.trust:
             if not anchor.is_file():
                 raise BadInput(f"{anchor}: no such file (a trusted CA certificate)")
@@ -363,6 +415,7 @@ class Anima:
             details = scan_engine.audit_details(row, out)
             ledger.record("scan", self.actor, row["sha256"] or details["path"], details)
 
+        _record_lost_scan_events(ledger, out, record)
         return scan_engine.run(
             paths,
             out,
@@ -373,6 +426,24 @@ class Anima:
             on_row=record,
             progress=progress,
         )
+
+
+def _record_lost_scan_events(ledger: Ledger, out: Path, record: Callable[[scan_engine.Row], None]) -> None:
+    """Record the event of every ``out/scan.jsonl`` row that has none. A scan records a row's event
+    before it journals the row, so only a crash of an older version, or a ledger write that failed
+    after the journal line was written elsewhere, leaves such a row; resuming records it."""
+    journal = scan_engine.read_rows(out / scan_engine.JSONL_NAME)
+    if not journal:
+        return
+    recorded = {
+        scan_engine.event_key(event.details)
+        for event in ledger.events(kind="scan")
+        if event.details.get("out") == str(out)
+    }
+    for row in journal:
+        path, sha256, scanned_at = scan_engine.event_key(scan_engine.audit_details(row, out))
+        if (path, sha256, scanned_at) not in recorded and (path, sha256, None) not in recorded:
+            record(row)
 
 
 @dataclass(frozen=True)

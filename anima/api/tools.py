@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from anima import media
 from anima.errors import BadInput
 from anima.media import atomic_output
 
@@ -121,6 +122,9 @@ class PoseTools:
         folder of ONNX models) into a .json, and optionally its rendered skeleton video."""
         from anima.pose import extract_driving_pose, render_video
 
+        for target in (output, render):  # before minutes of extraction, not after them
+            if target is not None:
+                media.check_output_folder(Path(target))
         sequence = extract_driving_pose(
             Path(video), dwpose_models=Path(dwpose) if dwpose else None, tool_dir=self._anima.pose_tool_dir
         )
@@ -143,13 +147,18 @@ class PoseTools:
         """Render a pose .json (or ``motion:NAME``) as a skeleton video; returns its frame count."""
         from anima.pose import builtin_motion, read_pose_json, render_video
 
-        spec = str(pose)
+        spec, output = str(pose), Path(output)
+        media.check_video_size(frames, width, height)
+        if output.suffix.lower() not in media.VIDEO_SUFFIXES:
+            raise BadInput(f"{output}: output must be an .mp4 file")
+        media.check_output_folder(output)
         if spec.startswith("motion:"):
             sequence = builtin_motion(spec, frames, 24.0, (width or 512, height or 512))
         else:
             sequence = read_pose_json(Path(pose))
-        size = (width or sequence.width, height or sequence.height)
-        with atomic_output(Path(output)) as tmp:
+        size = (sequence.width if width is None else width, sequence.height if height is None else height)
+        media.check_video_size(sequence.num_frames, *size)  # a pose file sets its own length and canvas
+        with atomic_output(output) as tmp:
             return render_video(sequence, tmp, size=size)
 
 
@@ -165,11 +174,17 @@ class PuppetTools:
         from anima.puppets import contact_sheet
 
         output = Path(output)
-        for name, value, low in (("count", count, 1), ("frames", frames, 1), ("size", size, 32)):
-            if value < low:
-                raise BadInput(f"{name} must be at least {low}, got {value}")
+        limits = (("count", count, 1, 1000), ("frames", frames, 1, 100), ("size", size, 32, 1024))
+        for name, value, low, high in limits:
+            if not low <= value <= high:
+                raise BadInput(f"{name} must be in {low}..{high}, got {value}")
+        if count * frames * size * size > media.MAX_VIDEO_PIXELS:
+            raise BadInput(
+                f"a sheet of {count}x{frames} frames of {size} px is over {media.MAX_VIDEO_PIXELS:,} pixels"
+            )
         if output.suffix.lower() != ".png":
             raise BadInput(f"{output}: the contact sheet is written as .png")
+        media.check_output_folder(output)
         sheet = contact_sheet(range(seed, seed + count), frames_per_clip=frames, size=(size, size))
         with atomic_output(output) as tmp:
             if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from anima.api import Anima
+from anima.api import MAX_SCAN_WORKERS, Anima
 from anima.cli._common import HomeOption, TrustOption, console, progress_bar, say
 
 detector_app = typer.Typer(
@@ -17,7 +17,6 @@ detector_app = typer.Typer(
 )
 DatasetArgument = Annotated[Path, typer.Argument(help="Folder made by `anima detector dataset`.")]
 DetectorOption = Annotated[Path | None, typer.Option(help="Detector folder (default: the shipped one).")]
-MAX_WORKERS = 256
 
 
 def scan(
@@ -29,7 +28,7 @@ def scan(
         Path, typer.Option("--out", help="Folder for scan.jsonl, scan.csv, report.html; reuse it to resume.")
     ],
     workers: Annotated[
-        int | None, typer.Option(min=1, max=MAX_WORKERS, help="Parallel workers (default: CPU count).")
+        int | None, typer.Option(min=1, max=MAX_SCAN_WORKERS, help="Parallel workers (default: CPU count).")
     ] = None,
     engine: Annotated[str, typer.Option(help="local (process pool) or ray.")] = "local",
     address: Annotated[

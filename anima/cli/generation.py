@@ -51,10 +51,10 @@ def generate(
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same video).")] = 0,
     width: Annotated[
-        int | None, typer.Option(min=8, max=8192, help="Output width (default: the model's).")
+        int | None, typer.Option(min=16, max=8192, help="Output width (default: the model's).")
     ] = None,
     height: Annotated[
-        int | None, typer.Option(min=8, max=8192, help="Output height (default: the reference's aspect).")
+        int | None, typer.Option(min=16, max=8192, help="Output height (default: the reference's aspect).")
     ] = None,
     fps: Annotated[
         float | None,

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from anima.api import Anima
-from anima.api.consent import GrantRecord
+from anima.api.consent import MAX_LOG_LIMIT, GrantRecord
 from anima.cli._common import HomeOption, JsonOption, PolicyOption, console, say
 from anima.cli._errors import errors
 
@@ -196,7 +196,9 @@ def policy_check(
 
 @audit_app.command("log")
 def audit_log(
-    limit: Annotated[int, typer.Option(min=1, help="How many recent events to show.")] = 20,
+    limit: Annotated[
+        int, typer.Option(min=1, max=MAX_LOG_LIMIT, help="How many recent events to show.")
+    ] = 20,
     kind: Annotated[str | None, typer.Option(help="Only events of this kind (e.g. stamp.stamped).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print events as JSON lines.")] = False,
     home: HomeOption = None,
@@ -221,17 +223,75 @@ def audit_log(
 
 
 @audit_app.command("verify")
-def audit_verify(home: HomeOption = None) -> None:
-    """Recompute the hash chain; name the first broken event. Exits 1 if the chain is broken."""
-    report = Anima(home).audit.verify()
+def audit_verify(
+    checkpoints: Annotated[
+        Path | None,
+        typer.Option(help="Compare with the latest checkpoint in this folder (e.g. an archived copy)."),
+    ] = None,
+    home: HomeOption = None,
+) -> None:
+    """Recompute the hash chain, check every event's signature and compare the head with the latest
+    signed checkpoint; name the first problem. Exits 1 if the ledger does not hold."""
+    report = Anima(home).audit.verify(checkpoints)
     if not report.ok:
-        errors.print(
-            f"[bold red]chain broken[/] at event #{report.first_broken_event}: "
-            f"{escape(report.problem or '')}",
-            highlight=False,
-        )
+        where = f" at event #{report.first_broken_event}" if report.first_broken_event is not None else ""
+        errors.print(f"[bold red]ledger broken[/]{where}: {escape(report.problem or '')}", highlight=False)
         raise typer.Exit(1)
+    signed = "signatures checked" if report.signatures_checked else "[yellow]no key: signatures unchecked[/]"
+    legacy = (
+        f"; {report.unsigned_events} unsigned events from before signing began"
+        if report.unsigned_events
+        else ""
+    )
+    anchor = "; no checkpoint yet"
+    if report.checkpoint:
+        anchor = f"; head matches checkpoint {escape(report.checkpoint)}"
     say(
         f"[green]chain intact[/]: {report.events_checked} events, {report.rows_checked} "
-        f"tracked rows; head {report.head_hash[:16]}"
+        f"tracked rows; head {report.head_hash[:16]}; {signed}{legacy}{anchor}"
     )
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    to: Annotated[
+        Path | None,
+        typer.Option("--to", help="Folder for the checkpoint file (default: the configured checkpoint_dir)."),
+    ] = None,
+    home: HomeOption = None,
+) -> None:
+    """Sign the ledger's current head and write it as a checkpoint file outside the database."""
+    checkpoint = Anima(home).audit.checkpoint(to)
+    say(
+        f"checkpoint {escape(str(checkpoint.path))}: {checkpoint.events} events, "
+        f"head {checkpoint.head_hash[:16]}"
+    )
+
+
+@audit_app.command("reconcile")
+def audit_reconcile(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report; change nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Put right what killed stamps left: complete publishes whose ledger row committed, remove
+    temporary files, and list ledger rows whose output is missing. Exits 1 if any row lacks its file."""
+    report = Anima(home).reconcile(clean=not dry_run)
+    if as_json:
+        print(json.dumps(report.to_dict()))
+    else:
+        done = "to remove" if dry_run else "removed"
+        for output in report.completed:
+            say(f"completed   {escape(output)} (its ledger row had committed)")
+        for path in report.removed:
+            say(f"{done:<11} {escape(path)}")
+        for stamp_id in report.in_progress:
+            say(f"in progress {escape(stamp_id)} (its process still runs; left alone)")
+        for path in report.unknown:
+            say(f"unknown     {escape(path)} (an older Anima's temp folder; left alone)")
+        for stamp_id, output in report.missing:
+            say(f"[red]missing[/]     {escape(output)} (ledger row {escape(stamp_id)})")
+        unchecked = f", {report.unchecked} from before output paths were recorded" if report.unchecked else ""
+        say(f"{report.rows_checked} ledger rows checked{unchecked}; {len(report.missing)} without their file")
+    if not report.ok:
+        raise typer.Exit(1)

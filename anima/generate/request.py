@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from anima import media
+from anima.errors import BadInput
+
 
 @dataclass(frozen=True)
 class GenerationRequest:
@@ -30,6 +33,18 @@ class GenerationRequest:
     fps: float | None = None
     align: bool = False
     reference_pose: Path | None = None
+
+    def __post_init__(self) -> None:
+        """Every argument checked when the request is made, before any file is read or model loaded
+        (0 is refused, never taken for "the default")."""
+        media.check_video_size(self.frames, self.width, self.height)
+        media.check_fps(self.fps)
+        if self.steps is not None and not 1 <= self.steps <= 1000:
+            raise BadInput(f"steps must be in 1..1000, got {self.steps}")
+        if self.guidance is not None and not self.guidance >= 1.0:
+            raise BadInput(f"guidance must be at least 1.0, got {self.guidance}")
+        if self.strength is not None and not 0 < self.strength <= 1:
+            raise BadInput(f"strength must be in (0, 1], got {self.strength}")
 
     def to_dict(self) -> dict[str, Any]:
         return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}

@@ -63,8 +63,9 @@ def _output_size(
     """(width, height): the model's native width, height following the reference's aspect."""
     step = pipe.vae_scale_factor
     native = pipe.denoising_unet.config.sample_size * step
-    width = width or native
-    height = height or max(step, round(width * reference.shape[0] / reference.shape[1] / step) * step)
+    width = native if width is None else width
+    if height is None:
+        height = max(step, round(width * reference.shape[0] / reference.shape[1] / step) * step)
     if width % step or height % step:
         raise BadInput(f"width and height must be multiples of {step}, got {width}x{height}")
     return width, height
@@ -92,10 +93,10 @@ def animate(
     ``None`` reads ``request.reference``. ``tool_dir`` is the MediaPipe tool environment for pose
     extraction (default: under the configured Anima home).
     """
-    if request.frames < 1:
-        raise BadInput(f"frames must be >= 1, got {request.frames}")
     reference = media.read_image(request.reference) if reference is None else reference
     width, height = _output_size(pipe, reference, request.width, request.height)
+    if request.pose.startswith("motion:"):  # the size is known only now (the model's, the aspect)
+        media.check_video_size(request.frames, width, height)
     # A warp-guided model moves the reference limb by limb, so it needs the reference's pose and a
     # motion fitted to that body.
     needs_reference_pose = request.align or pipe.warp_guided or request.reference_pose is not None
@@ -108,6 +109,8 @@ def animate(
         fps=request.fps,
         tool_dir=tool_dir,
     )
+    # A pose file or video sets its own length: checked before the pipeline allocates anything.
+    media.check_video_size(len(pose.frames), width, height)
     if pipe.warp_guided and pose.keypoints is None:
         raise BadInput(
             f"{request.pose}: a rendered skeleton video has no keypoints, which this model needs; "

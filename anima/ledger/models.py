@@ -3,7 +3,9 @@
 ``audit_events`` is the append-only, hash-chained record of every decision and output. The other
 tables hold current state (stamps, enrolled identities, consent grants); every write to one of
 them is an audit event carrying the row's digest, so a row edited outside Anima no longer matches
-the latest event about it, and both ``anima audit verify`` and the consent gate notice.
+the latest event about it, and both ``anima audit verify`` and the consent gate notice. Events are
+signed with the operator's key, and signed checkpoints of the head are kept outside the database
+(``anima.ledger.checkpoint``), so a database writer can neither recompute nor cut the chain.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+# 2: audit events carry the operator's signature (``signature``); events of a version-1 ledger
+# stay unsigned and are reported as legacy by ``anima audit verify``.
+SCHEMA_VERSION = 2
 
 
 def utc_iso(moment: dt.datetime | None) -> str | None:
@@ -74,6 +78,8 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)  # unique: the chain cannot fork
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # ES256 over ``hash`` with the operator's key (base64 DER); NULL only for pre-signing events.
+    signature: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Stamp(Tracked, Base):

@@ -4,12 +4,14 @@ consent grants that go with it."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from anima import media
+from anima.config import private_folder
 from anima.errors import BadInput
 from anima.ledger import ConsentGrant, Identity
 from anima.policy.faces import FaceBackend
@@ -86,22 +88,43 @@ def enroll(
     statement_sha256 = _check_statement(statement)
     embeddings = face_embeddings(photos, backend, rules)
     _refuse_duplicate(embeddings, registry, backend, rules.threshold_for(backend))
-    identity = registry.enroll(name, embeddings, backend.name, [media.sha256_file(p) for p in photos], actor)
-    grant = registry.grant(
-        identity.id,
-        purposes,
-        statement_sha256,
-        granted_by or name,
+    identity, grant = registry.enroll_with_grant(
+        name,
+        embeddings,
+        backend.name,
+        [media.sha256_file(p) for p in photos],
         actor,
+        purposes=purposes,
+        statement_sha256=statement_sha256,
+        granted_by=granted_by,
         valid_from=start_of_day_utc(valid_from),
         expires_at=start_of_day_utc(expires),
     )
     if keep_photos_in is not None:
-        folder = keep_photos_in / identity.id
-        folder.mkdir(parents=True, exist_ok=True)
-        for index, photo in enumerate(photos):
-            shutil.copyfile(photo, folder / f"{index}{Path(photo).suffix.lower()}")
+        keep_photos(photos, keep_photos_in, identity.id)
     return identity, grant
+
+
+def keep_photos(photos: list[Path], folder: Path, identity_id: str) -> Path:
+    """Copy the enrolment photos to ``folder/<identity id>/``, owner-only (0700 folders, 0600 files)
+    whatever the umask."""
+    kept = private_folder(private_folder(folder) / identity_id)
+    for index, photo in enumerate(photos):
+        target = kept / f"{index}{Path(photo).suffix.lower()}"
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with open(fd, "wb") as out, open(photo, "rb") as source:
+            shutil.copyfileobj(source, out)
+    return kept
+
+
+def erase_kept_photos(folder: Path, identity_id: str) -> bool:
+    """Delete a person's kept photos (``forget``); True if there were any."""
+    kept = folder / identity_id
+    if not kept.exists():
+        return False
+    shutil.rmtree(kept)
+    return True
 
 
 def grant(

@@ -2,7 +2,8 @@
 
 Every face in the reference must be verifiable (large and sharp enough) and match exactly one
 enrolled identity, unambiguously, whose consent covers the purpose today and whose registry rows
-are untampered. A picture with no face passes only when the request declares it fictional; a
+are untampered; and the ledger itself must match its latest signed checkpoint (else nothing is
+allowed, faces or not). A picture with no face passes only when the request declares it fictional; a
 fictional declaration on a picture with a face is refused. Every decision, allow or deny, is an
 audit event. After generation, :func:`check_output` samples the video: any face that does not
 match a consented identity (identity drift) fails the job.
@@ -41,6 +42,7 @@ class GateReason(StrEnum):
     CONSENT_WRONG_PURPOSE = "consent-wrong-purpose"
     CONSENT_MISSING = "consent-missing"
     REGISTRY_TAMPERED = "registry-tampered"
+    LEDGER_TAMPERED = "ledger-tampered"
     ALL_FACES_VERIFIED = "all-faces-verified"
     IDENTITY_DRIFT = "identity-drift"
 
@@ -62,6 +64,9 @@ _REASON_TEXT = {
     GateReason.CONSENT_WRONG_PURPOSE: "consent does not cover this purpose",
     GateReason.CONSENT_MISSING: "the person has no consent on record",
     GateReason.REGISTRY_TAMPERED: "the consent registry was changed outside Anima",
+    GateReason.LEDGER_TAMPERED: (
+        "the ledger does not match its latest signed checkpoint or signatures (run `anima audit verify`)"
+    ),
     GateReason.ALL_FACES_VERIFIED: "every face matches a consenting identity",
     GateReason.IDENTITY_DRIFT: "a face in the output matches no consented identity",
 }
@@ -183,7 +188,9 @@ def check(
     rules.check_purpose(purpose)
     now = dt.datetime.now(dt.UTC)
     threshold = rules.threshold_for(backend)
-    faces = backend.analyze(reference)
+    # First, and cheaply: nothing in a ledger cut short or rewritten can vouch for consent.
+    ledger_problem = registry.ledger.anchor_problem()
+    faces = [] if ledger_problem else backend.analyze(reference)
     decision = Decision(
         allow=False,
         purpose=purpose,
@@ -191,7 +198,9 @@ def check(
         reasons=[],
         reference_sha256=hashlib.sha256(np.ascontiguousarray(reference).tobytes()).hexdigest(),
     )
-    if not faces:
+    if ledger_problem:
+        decision.reasons = [GateReason.LEDGER_TAMPERED]
+    elif not faces:
         decision.allow = fictional
         decision.reasons = [GateReason.NO_FACE_FICTIONAL if fictional else GateReason.NO_FACE_NOT_DECLARED]
     else:
@@ -216,6 +225,7 @@ def check(
             "reasons": decision.reasons,
             "backend": backend.name,
             "matches": [asdict(m) for m in decision.matches],
+            **({"ledger_problem": ledger_problem} if ledger_problem else {}),
         },
     )
     decision.event_id = event.id

@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import select
 
 from anima.errors import BadInput
-from anima.ledger import ConsentGrant, Identity, Ledger, as_utc
+from anima.ledger import ConsentGrant, Identity, Ledger, StaleRow, as_utc
 
 FORGOTTEN_NAME = "(forgotten)"
 
@@ -50,6 +50,64 @@ def grant_status(grant: ConsentGrant, purpose: str, now: dt.datetime) -> GrantSt
     return GrantStatus(grant, "active")
 
 
+def _new_identity(
+    display_name: str, embeddings: list[np.ndarray], backend: str, photo_sha256: list[str], actor: str
+) -> Identity:
+    if not display_name.strip():
+        raise BadInput("the enrolled person's name must not be empty")
+    return Identity(
+        id=_new_id("idn"),
+        display_name=display_name.strip(),
+        backend=backend,
+        embeddings=[[float(v) for v in e] for e in embeddings],
+        photo_sha256=photo_sha256,
+        created_at=dt.datetime.now(dt.UTC),
+        enrolled_by=actor,
+        forgotten_at=None,
+    )
+
+
+def _enrolled_event(identity: Identity) -> tuple[str, str, str, dict[str, object]]:
+    # Never the name: an event cannot be erased without breaking the chain.
+    details = {"backend": identity.backend, "photos": len(identity.photo_sha256)}
+    return "identity.enrolled", identity.enrolled_by, identity.id, details
+
+
+def _new_grant(
+    identity_id: str,
+    purposes: list[str],
+    statement_sha256: str,
+    granted_by: str,
+    valid_from: dt.datetime | None,
+    expires_at: dt.datetime | None,
+) -> ConsentGrant:
+    """A grant checked for its terms (purposes, a period that ends after it starts); not yet stored."""
+    if not purposes:
+        raise BadInput("give at least one purpose")
+    now = dt.datetime.now(dt.UTC)
+    valid_from = valid_from or now
+    if expires_at is not None and expires_at <= valid_from:
+        raise BadInput(
+            f"consent would expire ({expires_at:%Y-%m-%d}) before it starts ({valid_from:%Y-%m-%d})"
+        )
+    return ConsentGrant(
+        id=_new_id("cns"),
+        identity_id=identity_id,
+        purposes=sorted(set(purposes)),
+        valid_from=valid_from,
+        expires_at=expires_at,
+        statement_sha256=statement_sha256,
+        granted_by=granted_by,
+        created_at=now,
+        revoked_at=None,
+        revoked_reason=None,
+    )
+
+
+def _granted_event(grant: ConsentGrant, actor: str) -> tuple[str, str, str, dict[str, object]]:
+    return "consent.granted", actor, grant.id, {"identity": grant.identity_id, "purposes": grant.purposes}
+
+
 class ConsentRegistry:
     """Identities and grants in ``ledger``; every method that changes something records who did."""
 
@@ -64,26 +122,33 @@ class ConsentRegistry:
         photo_sha256: list[str],
         actor: str,
     ) -> Identity:
-        if not display_name.strip():
-            raise BadInput("the enrolled person's name must not be empty")
-        identity = Identity(
-            id=_new_id("idn"),
-            display_name=display_name.strip(),
-            backend=backend,
-            embeddings=[[float(v) for v in e] for e in embeddings],
-            photo_sha256=photo_sha256,
-            created_at=dt.datetime.now(dt.UTC),
-            enrolled_by=actor,
-            forgotten_at=None,
-        )
-        self.ledger.record(
-            "identity.enrolled",
-            actor,
-            identity.id,
-            {"backend": backend, "photos": len(photo_sha256)},
-            row=identity,
-        )
+        identity = _new_identity(display_name, embeddings, backend, photo_sha256, actor)
+        self.ledger.record(*_enrolled_event(identity), row=identity)
         return identity
+
+    def enroll_with_grant(
+        self,
+        display_name: str,
+        embeddings: list[np.ndarray],
+        backend: str,
+        photo_sha256: list[str],
+        actor: str,
+        *,
+        purposes: list[str],
+        statement_sha256: str,
+        granted_by: str | None = None,
+        valid_from: dt.datetime | None = None,
+        expires_at: dt.datetime | None = None,
+    ) -> tuple[Identity, ConsentGrant]:
+        """Enrol a person and record their first consent in one transaction: a refused consent
+        leaves no identity behind. ``granted_by`` defaults to the person."""
+        identity = _new_identity(display_name, embeddings, backend, photo_sha256, actor)
+        granted_by = granted_by or identity.display_name
+        grant = _new_grant(identity.id, purposes, statement_sha256, granted_by, valid_from, expires_at)
+        self.ledger.record_all(
+            [(*_enrolled_event(identity), identity), (*_granted_event(grant, actor), grant)]
+        )
+        return identity, grant
 
     def grant(
         self,
@@ -98,33 +163,8 @@ class ConsentRegistry:
         identity = self.identity(identity_id)
         if identity.forgotten_at is not None:
             raise BadInput(f"{identity_id} was forgotten; enrol the person again")
-        if not purposes:
-            raise BadInput("give at least one purpose")
-        now = dt.datetime.now(dt.UTC)
-        valid_from = valid_from or now
-        if expires_at is not None and expires_at <= valid_from:
-            raise BadInput(
-                f"consent would expire ({expires_at:%Y-%m-%d}) before it starts ({valid_from:%Y-%m-%d})"
-            )
-        grant = ConsentGrant(
-            id=_new_id("cns"),
-            identity_id=identity_id,
-            purposes=sorted(set(purposes)),
-            valid_from=valid_from,
-            expires_at=expires_at,
-            statement_sha256=statement_sha256,
-            granted_by=granted_by,
-            created_at=now,
-            revoked_at=None,
-            revoked_reason=None,
-        )
-        self.ledger.record(
-            "consent.granted",
-            actor,
-            grant.id,
-            {"identity": identity_id, "purposes": grant.purposes},
-            row=grant,
-        )
+        grant = _new_grant(identity_id, purposes, statement_sha256, granted_by, valid_from, expires_at)
+        self.ledger.record(*_granted_event(grant, actor), row=grant)
         return grant
 
     def revoke(self, grant_or_identity_id: str, reason: str, actor: str) -> list[ConsentGrant]:
@@ -138,10 +178,24 @@ class ConsentRegistry:
             if targets[0].revoked_at is not None:
                 raise BadInput(f"{grant_or_identity_id} is already revoked")
         now = dt.datetime.now(dt.UTC)
+        revoked = []
         for grant in targets:
             grant.revoked_at, grant.revoked_reason = now, reason.strip()
-            self.ledger.record("consent.revoked", actor, grant.id, {"reason": reason.strip()}, row=grant)
-        return targets
+            try:  # one conditional UPDATE: of two concurrent revocations, exactly one is recorded
+                self.ledger.record(
+                    "consent.revoked",
+                    actor,
+                    grant.id,
+                    {"reason": reason.strip()},
+                    row=grant,
+                    only_if=ConsentGrant.revoked_at.is_(None),
+                )
+            except StaleRow:
+                if not grant_or_identity_id.startswith("idn-"):
+                    raise BadInput(f"{grant_or_identity_id} is already revoked") from None
+                continue  # revoked meanwhile by someone else: not ours to report
+            revoked.append(grant)
+        return revoked
 
     def extend(self, grant_id: str, expires_at: dt.datetime | None, actor: str) -> ConsentGrant:
         """Move a grant's expiry (``None``: no expiry). Revoked grants cannot be revived."""
@@ -152,25 +206,43 @@ class ConsentRegistry:
             raise BadInput("the new expiry is in the past")
         previous = as_utc(grant.expires_at)
         grant.expires_at = expires_at
-        self.ledger.record(
-            "consent.extended",
-            actor,
-            grant.id,
-            {
-                "from": previous.isoformat() if previous else None,
-                "to": expires_at.isoformat() if expires_at else None,
-            },
-            row=grant,
-        )
+        try:  # conditional: an extension read before a concurrent revocation must not undo it
+            self.ledger.record(
+                "consent.extended",
+                actor,
+                grant.id,
+                {
+                    "from": previous.isoformat() if previous else None,
+                    "to": expires_at.isoformat() if expires_at else None,
+                },
+                row=grant,
+                only_if=ConsentGrant.revoked_at.is_(None),
+            )
+        except StaleRow:
+            raise BadInput(f"{grant_id} is revoked; record a new grant instead") from None
         return grant
 
     def forget(self, identity_id: str, actor: str) -> Identity:
-        """Erase a person's face embeddings and name and revoke their grants (right to erasure)."""
+        """Erase a person's face embeddings and name and revoke their grants (right to erasure).
+
+        The name goes from every row (the identity, and ``granted_by`` of their grants where it is
+        their name) in one transaction; events never held it (they carry ids, and row digests that
+        cannot be reversed), so the hash chain stays whole. Then the SQLite write-ahead log is
+        emptied so no old copy of the rows survives there."""
         identity = self.identity(identity_id)
         self.revoke(identity_id, "identity forgotten", actor)
+        name = identity.display_name
+        entries: list[tuple[str, str, str, dict[str, object], ConsentGrant | Identity]] = []
+        for grant in self.grants(identity_id):
+            if grant.granted_by.strip() == name:
+                grant.granted_by = FORGOTTEN_NAME
+                entries.append(("consent.name-erased", actor, grant.id, {"identity": identity_id}, grant))
         identity.embeddings, identity.display_name = [], FORGOTTEN_NAME
+        identity.photo_sha256 = []  # a photo's hash would still tell that this photo was enrolled
         identity.forgotten_at = dt.datetime.now(dt.UTC)
-        self.ledger.record("identity.forgotten", actor, identity.id, {}, row=identity)
+        entries.append(("identity.forgotten", actor, identity.id, {}, identity))
+        self.ledger.record_all(entries)
+        self.ledger.scrub()
         return identity
 
     def _fetch(self, table: type[Identity] | type[ConsentGrant], row_id: str, what: str):

@@ -19,6 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from anima.config import Settings
 from anima.errors import BadInput, ProvenanceError
+from anima.ledger.signing import LedgerKey
 
 CA_VALIDITY_DAYS = 3650
 LEAF_VALIDITY_DAYS = 825
@@ -74,9 +75,13 @@ def init_identity(
     """Create the local CA and signing certificate under ``settings.keys_dir``."""
     keys_dir = settings.keys_dir
     chain_path, key_path = keys_dir / "chain.pem", keys_dir / "signing.key"
-    if chain_path.exists() and not force:
+    # Any part of an identity counts: a key without its chain may still be the one outputs were
+    # signed with, and a new one would silently replace it.
+    existing = [p for p in (chain_path, key_path, keys_dir / "ca.key") if p.exists()]
+    if existing and not force:
         raise BadInput(
-            f"a signing identity already exists in {keys_dir} (replace it only on purpose, with force)"
+            f"a signing identity already exists in {keys_dir} ({', '.join(p.name for p in existing)}; "
+            "replace it only on purpose, with force)"
         )
     if not org.strip():
         raise BadInput("the organisation name must not be empty")
@@ -184,3 +189,15 @@ def load_identity(chain_path: Path, key_path: Path) -> SigningIdentity:
 
 def identity_from_settings(settings: Settings) -> SigningIdentity:
     return load_identity(settings.signing_cert, settings.signing_key)
+
+
+def ledger_key(identity: SigningIdentity) -> LedgerKey:
+    """The operator's key as the ledger uses it: sign audit events and checkpoints with the private
+    key, check them against the leaf certificate's public key."""
+    leaf = x509.load_pem_x509_certificates(identity.chain_pem())[0]
+    private = serialization.load_pem_private_key(identity.key_pem(), password=None)
+    public = leaf.public_key()
+    elliptic = isinstance(public, ec.EllipticCurvePublicKey)
+    if not isinstance(private, ec.EllipticCurvePrivateKey) or not elliptic:
+        raise ProvenanceError(f"{identity.key_path}: the ledger signs with ES256, which needs a P-256 EC key")
+    return LedgerKey(public_key=public, private_key=private, fingerprint=identity.fingerprint_sha256)

@@ -5,6 +5,7 @@ exists without its manifest and its ledger row."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import secrets
 import shutil
 import tempfile
@@ -17,11 +18,12 @@ import numpy as np
 from PIL import Image
 
 from anima import media
-from anima.errors import BadInput, MediaError
+from anima.errors import BadInput, LedgerError, MediaError
 from anima.ledger import Ledger, Stamp
 from anima.provenance import manifest as c2pa_manifest
 from anima.provenance import watermark
 from anima.provenance.keys import SigningIdentity
+from anima.provenance.reconcile import WORK_PREFIX, pending_publish, place_staged
 from anima.provenance.verify import stamp_id_for
 
 Progress = Callable[[int, int], None]
@@ -119,6 +121,12 @@ def file_writer(source: Path, progress: Progress | None = None) -> MarkedWriter:
     return video_file_writer(source, progress)
 
 
+def _copy_durably(source: Path, target: Path) -> None:
+    shutil.copyfile(source, target)
+    with open(target, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
 def _new_payload(ledger: Ledger) -> int:
     while True:
         payload = secrets.randbits(watermark.DATA_BITS)
@@ -139,14 +147,21 @@ def publish(
     extra: dict[str, Any],
     crf: int,
     actor: str,
+    pending: Path,
 ) -> StampResult:
     """Watermark -> encode -> sign -> ledger -> rename. Nothing reaches ``output`` unless the ledger
-    row committed; a failure anywhere leaves no file."""
+    row committed; a failure anywhere leaves no file, and a kill anywhere leaves what
+    :func:`anima.provenance.reconcile.reconcile` completes or removes (``pending`` holds the intent
+    it reads)."""
     payload = _new_payload(ledger)
     stamp_id = stamp_id_for(payload)
     embedder = watermark.WatermarkEmbedder(payload)
     suffix = output.suffix.lower()
-    with tempfile.TemporaryDirectory(prefix="anima-stamp-") as work, media.atomic_output(output) as final:
+    with (
+        pending_publish(pending, stamp_id, output),
+        tempfile.TemporaryDirectory(prefix=f"{WORK_PREFIX}{stamp_id}-") as work,
+        media.atomic_output(output) as final,
+    ):
         marked = Path(work) / f"marked{suffix}"
         frames = write_marked(embedder, marked, crf)
         stamp_info = {
@@ -176,10 +191,14 @@ def publish(
             signer=identity.subject,
             signer_fingerprint=identity.fingerprint_sha256,
             manifest=store,
-            details={"frames": frames, **extra},
+            details={"frames": frames, **extra, "output_path": os.path.abspath(output)},
         )
-        shutil.copyfile(signed, final)
-        ledger.record(
-            f"{kind}.stamped", actor, stamp_id, {"output_sha256": output_sha256, "payload": payload}, row=row
-        )
+        _copy_durably(signed, final)  # the row below must never name a file a power cut truncated
+        try:
+            recorded = {"output_sha256": output_sha256, "payload": payload}
+            ledger.record(f"{kind}.stamped", actor, stamp_id, recorded, row=row)
+        except LedgerError:
+            if ledger.stamp(stamp_id) is not None:  # the row committed (e.g. only its checkpoint failed):
+                place_staged(final, output)  # a committed row always gets its file
+            raise
     return StampResult(stamp_id, payload, output, output_sha256, frames, identity.subject)

@@ -113,8 +113,13 @@ def decide(
     watermark: WatermarkReading | None,
     row: Stamp | None,
     detector: DetectorEvidence | None,
+    ledger_problem: str | None = None,
 ) -> tuple[Verdict, list[str]]:
-    """The verdict and its reasons, in words, from the evidence gathered about one clip."""
+    """The verdict and its reasons, in words, from the evidence gathered about one clip.
+
+    ``ledger_problem`` says why the ledger row the clip leads to was not trusted (then ``row`` is
+    None): the clip's own evidence still decides the verdict, which is not ``tampered`` on that
+    account, since the clip did not change; the database did."""
     reasons: list[str] = []
     claimed_id = claimed_stamp_id(manifest)
     found_payload = watermark.payload if watermark is not None else None
@@ -135,8 +140,10 @@ def decide(
         verdict = Verdict.ANIMA_GENERATED
         if row is not None:
             reasons.append(f"Anima watermark names stamp {row.id}, found in the ledger")
-        else:
+        elif ledger_problem is None:
             reasons.append("Anima watermark found, but its payload is not in this ledger")
+        else:
+            reasons.append("Anima watermark found")
     elif manifest.valid and manifest.ai_declared:
         verdict = Verdict.AI_DECLARED
         reasons.append(f"valid manifest declares AI-generated content (signer: {manifest.signer})")
@@ -154,6 +161,8 @@ def decide(
             reasons.append(
                 f"the detector scores {detector.clip_score:.2f}, below its threshold {detector.threshold:.2f}"
             )
+    if ledger_problem:
+        reasons.append(f"its ledger row is not used as evidence: {ledger_problem}")
     if manifest.valid and not manifest.trusted:
         reasons.append("the signer is not in the trust anchors given (trust the signer's CA to check it)")
     return verdict, reasons

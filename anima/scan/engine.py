@@ -8,12 +8,17 @@ stopped. At the end it writes ``scan.csv`` and ``report.html`` for the files of 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import datetime as dt
 import itertools
 import json
 import multiprocessing
 import os
+import signal
 import socket
+import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +37,11 @@ HTML_NAME = "report.html"
 MEDIA_SUFFIXES = media.VIDEO_SUFFIXES | media.IMAGE_SUFFIXES
 LIST_SUFFIX = ".txt"
 ENGINES = ("local", "ray")
+MAX_WORKERS = 256
+MAX_LIST_BYTES = 64 << 20  # a .txt list of paths larger than this is not a list
 ERROR_CHARS = 500
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
+PARENT_POLL_SECONDS = 1.0
 
 Row = dict[str, Any]
 Work = Callable[[str], Row]
@@ -56,6 +65,8 @@ def _media_in(folder: Path) -> list[Path]:
 def _list_entries(listing: Path) -> list[Path]:
     """Paths in a ``.txt`` list: one per line, blank lines and ``#`` comments skipped, relative
     paths taken from the list's folder."""
+    if listing.stat().st_size > MAX_LIST_BYTES:
+        raise BadInput(f"{listing}: a list of paths larger than {MAX_LIST_BYTES >> 20} MiB")
     try:
         lines = listing.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -69,7 +80,9 @@ def collect(inputs: Sequence[Path]) -> list[Path]:
 
     A ``.txt`` file is a list of paths; a folder is searched recursively for media files by suffix;
     any other file is scanned whatever its suffix (a non-media file becomes an error row). A missing
-    input is bad input; a missing entry in a list becomes an error row (lists come from other tools).
+    input, or one that is a special file (a FIFO, a device, a socket), is bad input; a missing or
+    special entry in a list becomes an error row (lists come from other tools). Special files are
+    never opened for reading.
     """
     seen: dict[str, Path] = {}
 
@@ -80,6 +93,9 @@ def collect(inputs: Sequence[Path]) -> list[Path]:
     for item in map(Path, inputs):
         if not item.exists():
             raise BadInput(f"{item}: no such file or folder")
+        if not item.is_dir():
+            info = item.stat()
+            media.check_regular(item, info.st_mode, 0)  # the size limit is the hash's, one row
         if item.is_dir():
             for path in _media_in(item):
                 add(path)
@@ -179,6 +195,29 @@ def _share_cores(workers: int) -> None:
     cv2.setNumThreads(threads)
 
 
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the scan that started it ends, however it ends: a killed ``anima scan``
+    left its workers (about 1 GB each, with the classifier) running for ever. On Linux the kernel
+    sends SIGKILL when the parent dies; everywhere a thread also polls the parent's pid."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):  # the polling thread still covers it
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above ran
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="anima-parent-watch", daemon=True).start()
+
+
+def _start_worker(workers: int, parent: int) -> None:
+    _die_with_parent(parent)
+    _share_cores(workers)
+
+
 class LocalEngine:
     """A process pool on this machine. Workers are spawned, not forked: they will load torch for
     the classifier, and forking a process that holds torch's threads can deadlock."""
@@ -191,8 +230,8 @@ class LocalEngine:
         return ProcessPoolExecutor(
             self.slots,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_share_cores,
-            initargs=(self.slots,),
+            initializer=_start_worker,
+            initargs=(self.slots, os.getpid()),
         )
 
     def submit(self, work: Work, path: str) -> Future[Row]:
@@ -271,13 +310,18 @@ class RayEngine:
             self.ray.shutdown()
 
 
-def open_engine(engine: str, workers: int | None, address: str | None) -> Engine:
+def check_options(engine: str, workers: int | None, address: str | None) -> None:
+    """The engine's options, checked before any file is looked at."""
     if engine not in ENGINES:
         raise BadInput(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if workers is not None and workers < 1:
-        raise BadInput(f"workers must be at least 1, got {workers}")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise BadInput(f"workers must be in 1..{MAX_WORKERS}, got {workers}")
     if address and engine != "ray":
         raise BadInput("a cluster address is for the ray engine only")
+
+
+def open_engine(engine: str, workers: int | None, address: str | None) -> Engine:
+    check_options(engine, workers, address)
     if engine == "ray":
         return RayEngine(workers, address)
     return LocalEngine(workers or os.cpu_count() or 1)
@@ -354,7 +398,14 @@ def audit_details(row: Row, out: Path) -> dict[str, Any]:
         "duplicate_of": row["duplicate_of"],
         "error": row.get("error"),
         "out": str(out),
+        "scanned_at": row.get("scanned_at"),
     }
+
+
+def event_key(details: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """What tells one scan row's event from another's (events written before ``scanned_at`` was
+    recorded have None there)."""
+    return details.get("path"), details.get("sha256"), details.get("scanned_at")
 
 
 def _duplicate(first: Row, path: str) -> Row:
@@ -399,9 +450,11 @@ def run(
         rows[row["path"]] = row
         counts[kind] += 1
         if kind != "resumed":
-            journal.append(row)
+            # The event first: a crash in between leaves an event whose row is checked again on
+            # resume (a second event), never a journal row with no event.
             if on_row:
                 on_row(row)
+            journal.append(row)
         if progress:
             progress(len(rows), total)
 
