@@ -4,13 +4,16 @@ kills at random points, scan workers dying with their parent, one-transaction en
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 import os
 import random
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -530,3 +533,39 @@ def test_enrol_killed_at_random_points_keeps_identity_and_consent_together(
         again = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         assert again.returncode == 0 or (enrolled and "already enrolled" in again.stderr), again.stderr
         studio.consent.forget(next(r for r in studio.consent.list() if r.name == NAME).id)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the ray engine needs Ray")
+def test_killed_ray_scan_leaves_no_ray_process_alive(home: Path, tmp_path: Path) -> None:
+    """A local Ray's GCS and raylet died with a killed scan; its agents lived on for a minute."""
+    _clips(tmp_path / "in", 4)
+    out = tmp_path / "out"
+    ray_temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    env = {**_env(home, tmp_path / "tmp"), "RAY_TMPDIR": ray_temp}
+    process = subprocess.Popen(
+        [ANIMA, "scan", str(tmp_path / "in"), "--out", str(out), "--engine", "ray", "--workers", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if scan_engine.read_rows(out / scan_engine.JSONL_NAME):
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, "the scan ended before it could be killed"
+        started = psutil.Process(process.pid).children(recursive=True)
+        assert any("raylet" in _cmdline(p) for p in started), "the scan started no Ray of its own"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        killed = time.monotonic()
+        _, alive = psutil.wait_procs(started, timeout=10)
+        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        survivors = [_cmdline(p) for p in alive]
+        for survivor in alive:  # do not leave them running if the test fails
+            survivor.kill()
+        assert survivors == []
+        print(f"{len(started)} processes, all gone {time.monotonic() - killed:.1f}s after the kill")
+    finally:
+        shutil.rmtree(ray_temp, ignore_errors=True)

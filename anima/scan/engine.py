@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -266,9 +267,23 @@ def _check_reachable(address: str) -> None:
         raise BadInput(f"cannot reach a Ray cluster at {address} ({exc.strerror or exc})") from None
 
 
+def _start_reaper() -> subprocess.Popen[bytes] | None:
+    """Start :mod:`anima.scan.reaper` beside this process: a local Ray's agents outlived a killed
+    scan. Linux only, as the reaper reads ``/proc``."""
+    if not sys.platform.startswith("linux"):
+        return None
+    script = Path(__file__).with_name("reaper.py")
+    return subprocess.Popen(
+        [sys.executable, "-I", str(script), str(os.getpid())],
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl-C to the terminal's group must not end it before the scan
+    )
+
+
 class RayEngine:
     """The same work as Ray tasks: on a cluster at ``address``, else on a local Ray. A Ray that
-    the caller already started is used as it is and left running."""
+    the caller already started is used as it is and left running; a local Ray that this engine
+    starts ends with it, even when the scan is killed."""
 
     def __init__(self, workers: int | None, address: str | None) -> None:
         try:
@@ -277,6 +292,7 @@ class RayEngine:
             raise BadInput("the ray engine needs Ray: pip install 'anima[ray]'") from None
         self.ray = ray
         self.owned = not ray.is_initialized()
+        self.reaper = _start_reaper() if self.owned and not address else None
         if self.owned:
             if address:
                 _check_reachable(address)
@@ -286,6 +302,7 @@ class RayEngine:
                 else:
                     ray.init(num_cpus=workers, include_dashboard=False)
             except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
+                self._stop_reaper()
                 raise BadInput(
                     f"cannot start Ray{f' at {address}' if address else ''}: {one_line(exc)}"
                 ) from None
@@ -305,9 +322,15 @@ class RayEngine:
         except self.ray.exceptions.RayError as exc:  # worker or node died after Ray's own retries
             return _crashed(exc)
 
+    def _stop_reaper(self) -> None:
+        if self.reaper is not None:
+            self.reaper.kill()
+            self.reaper.wait()
+
     def close(self) -> None:
         if self.owned:
             self.ray.shutdown()
+        self._stop_reaper()  # after the shutdown: a kill during it still leaves nothing running
 
 
 def check_options(engine: str, workers: int | None, address: str | None) -> None:
