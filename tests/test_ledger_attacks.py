@@ -240,10 +240,9 @@ def test_tail_truncation_is_caught(world) -> None:
     assert len((out.stdout + out.stderr).strip().splitlines()) == 1
 
 
-def _revoke_then_undo(world: dict[str, str]) -> None:
-    studio = _studio(world)
-    studio.consent.revoke(world["grant"], "withdrew consent by email")
-    revocation = Ledger(studio.settings.database_url).events(kind="consent.revoked")[0].id
+def _undo_revocation(world: dict[str, str]) -> None:
+    """The insider's two statements: the grant's revocation cleared, its events deleted."""
+    revocation = Ledger(_studio(world).settings.database_url).events(kind="consent.revoked")[0].id
     _sql(
         world,
         "UPDATE consent_grants SET revoked_at = NULL, revoked_reason = NULL WHERE id = :g",
@@ -251,6 +250,11 @@ def _revoke_then_undo(world: dict[str, str]) -> None:
         g=world["grant"],
         first=revocation,
     )
+
+
+def _revoke_then_undo(world: dict[str, str]) -> None:
+    _studio(world).consent.revoke(world["grant"], "withdrew consent by email")
+    _undo_revocation(world)
 
 
 def test_revoke_undo_is_caught_by_verify_and_refused_by_the_gate(world) -> None:
@@ -286,14 +290,7 @@ def test_an_attacker_who_also_deletes_the_checkpoints(world, tmp_path) -> None:
     studio.consent.revoke(world["grant"], "withdrew consent")
     studio.audit.checkpoint(to=archive)
     shutil.rmtree(Path(world["home"]) / "checkpoints")
-    revocation = Ledger(studio.settings.database_url).events(kind="consent.revoked")[0].id
-    _sql(
-        world,
-        "UPDATE consent_grants SET revoked_at = NULL, revoked_reason = NULL WHERE id = :g",
-        "DELETE FROM audit_events WHERE id >= :first",
-        g=world["grant"],
-        first=revocation,
-    )
+    _undo_revocation(world)
     # Cannot hold: a cut tail (this revoke-undo) is a valid, signed, shorter chain.
     assert _studio(world).audit.verify().ok
     assert _gate(world) == []

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from anima.pose import PoseSequence
 
 Metrics = dict[str, dict[str, float]]
-SPLITS = ("train", "val", "test")
 
 
 class ModelTools:
@@ -60,10 +59,10 @@ class DetectorTools:
         progress: Callable[[str], None] | None = None,
     ) -> list[ClipEntry]:
         """Build real and generated clips split by character and motion (a re-run resumes)."""
-        from anima.detect.dataset import DatasetPlan, build_dataset
+        from anima.detect.dataset import SPLIT_SEEDS, DatasetPlan, build_dataset
 
         puppets = puppets or {"train": 150, "val": 50, "test": 60}
-        plan = DatasetPlan(puppets=puppets, photos=dict.fromkeys(SPLITS, photos), frames=frames)
+        plan = DatasetPlan(puppets=puppets, photos=dict.fromkeys(SPLIT_SEEDS, photos), frames=frames)
         return build_dataset(Path(output), plan, Path(model) if model else None, progress=progress)
 
     def train(
@@ -94,11 +93,11 @@ class DetectorTools:
     ) -> Metrics:
         """AUC, AP and TPR at 1% FPR on a split, clean and after each attack."""
         from anima.detect.classifier import SyntheticVideoDetector
-        from anima.detect.dataset import load_dataset
+        from anima.detect.dataset import SPLIT_SEEDS, load_dataset
         from anima.detect.training import evaluate
 
-        if split not in SPLITS:
-            raise BadInput(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        if split not in SPLIT_SEEDS:
+            raise BadInput(f"split must be one of {', '.join(SPLIT_SEEDS)}, got {split!r}")
         model = SyntheticVideoDetector.load(Path(detector or self._anima.detector_dir))
         clips, labels, _ = load_dataset(Path(dataset), split)
         return evaluate(model, clips, labels)
