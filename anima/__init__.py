@@ -21,6 +21,8 @@ _EXPORTS = {
     "Verdict": "anima.provenance.verify",
     "VerifyReport": "anima.provenance.verify",
     "LedgerMatch": "anima.provenance.verify",
+    "WatermarkKey": "anima.provenance.watermark",
+    "WatermarkReading": "anima.provenance.watermark",
     "DetectorEvidence": "anima.detect.evidence",
     "Decision": "anima.policy.gate",
     "GateReason": "anima.policy.gate",
@@ -57,6 +59,8 @@ __all__ = [
     "StampResult",
     "Verdict",
     "VerifyReport",
+    "WatermarkKey",
+    "WatermarkReading",
     "__version__",
 ]
 
@@ -70,6 +74,7 @@ if TYPE_CHECKING:
     from anima.policy.gate import Decision, GateReason
     from anima.provenance.stamp import StampResult
     from anima.provenance.verify import LedgerMatch, Verdict, VerifyReport
+    from anima.provenance.watermark import WatermarkKey, WatermarkReading
     from anima.scan.engine import ScanSummary
 
 

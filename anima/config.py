@@ -10,6 +10,7 @@ Environment variables win over the file, the file over the defaults:
 | signing chain      | ``ANIMA_SIGNING_CERT``  | ``signing_cert``  | ``$ANIMA_HOME/keys/chain.pem``  |
 | signing key        | ``ANIMA_SIGNING_KEY``   | ``signing_key``   | ``$ANIMA_HOME/keys/signing.key``|
 | trust anchors      | ``ANIMA_TRUST_ANCHORS`` | ``trust_anchors`` | none (``:``-separated PEM files)|
+| watermark keys     | ``ANIMA_WATERMARK_KEYS``| ``watermark_keys``| none (``:``-separated; + own keys)|
 | ledger checkpoints | ``ANIMA_CHECKPOINT_DIR``| ``checkpoint_dir``| ``$ANIMA_HOME/checkpoints``     |
 """
 
@@ -33,6 +34,8 @@ class Settings:
     signing_cert: Path
     signing_key: Path
     trust_anchors: tuple[Path, ...] = field(default_factory=tuple)
+    # Other deployments' watermark keys to read with (verify, scan), on top of this home's own.
+    watermark_keys: tuple[Path, ...] = field(default_factory=tuple)
     # Signed checkpoints of the ledger's head; best on another volume than the database.
     checkpoint_dir: Path | None = None
 
@@ -68,6 +71,7 @@ class _ConfigFile:
     signing_cert: Path | None = None
     signing_key: Path | None = None
     trust_anchors: tuple[Path, ...] | str | None = None  # a list, or ``:``-separated like the env var
+    watermark_keys: tuple[Path, ...] | str | None = None  # the same
     checkpoint_dir: Path | None = None
 
 
@@ -108,17 +112,18 @@ def load_settings(home: Path | None = None) -> Settings:
         value = os.environ.get(env) or file_values.get(key) or default
         return str(value)
 
-    anchors_value = os.environ.get("ANIMA_TRUST_ANCHORS") or file_values.get("trust_anchors") or ""
-    if isinstance(anchors_value, tuple):
-        anchors = tuple(Path(str(p)).expanduser() for p in anchors_value)
-    else:
-        anchors = tuple(Path(p).expanduser() for p in str(anchors_value).split(os.pathsep) if p)
+    def paths(env: str, key: str) -> tuple[Path, ...]:
+        value = os.environ.get(env) or file_values.get(key) or ""
+        if isinstance(value, tuple):
+            return tuple(Path(str(p)).expanduser() for p in value)
+        return tuple(Path(p).expanduser() for p in str(value).split(os.pathsep) if p)
 
     return Settings(
         home=home,
         database_url=pick("ANIMA_DATABASE_URL", "database_url", f"sqlite:///{home / 'ledger.db'}"),
         signing_cert=Path(pick("ANIMA_SIGNING_CERT", "signing_cert", str(home / "keys" / "chain.pem"))),
         signing_key=Path(pick("ANIMA_SIGNING_KEY", "signing_key", str(home / "keys" / "signing.key"))),
-        trust_anchors=anchors,
+        trust_anchors=paths("ANIMA_TRUST_ANCHORS", "trust_anchors"),
+        watermark_keys=paths("ANIMA_WATERMARK_KEYS", "watermark_keys"),
         checkpoint_dir=Path(pick("ANIMA_CHECKPOINT_DIR", "checkpoint_dir", str(home / "checkpoints"))),
     )

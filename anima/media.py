@@ -1,5 +1,10 @@
 """Video and image I/O on PyAV: frames as ``(N, H, W, 3)`` uint8 RGB arrays, H.264 MP4 out.
 
+Anima reads MP4, QuickTime, WebM (VP9, AV1), Matroska and AVI videos, animated GIF and WebP, and
+PNG, JPEG, GIF and WebP stills, each known by its content (:func:`content_type`), not its suffix.
+It writes and stamps the kinds in :data:`MIME_TYPES`. Animated WebP is read with Pillow, since
+FFmpeg has no decoder for it; everything else that moves, with PyAV.
+
 Every failure a user can cause (a missing file, a file that is not media, a video without
 frames, absurd sizes) becomes a :class:`MediaError` with one readable line.
 """
@@ -31,7 +36,10 @@ MAX_FRAMES = 100_000
 # Bigger files are refused before they are read or hashed (a 100,000-frame clip fits easily).
 MAX_FILE_BYTES = 16 << 30
 # Frames x width x height of one video made in memory (3 GiB as uint8 RGB); checked before the work.
+# An animated GIF or WebP read is held to it too: each of its frames is a whole canvas rebuilt from
+# a few bytes, so a small file can promise thousands of 8192x8192 frames.
 MAX_VIDEO_PIXELS = 1 << 30
+# What Anima writes and stamps, by suffix.
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 MIME_TYPES = {
@@ -42,6 +50,16 @@ MIME_TYPES = {
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
 }
+# What verify and scan read, by content; the suffixes only find media in a folder.
+STILL_TYPES = frozenset({"image/png", "image/jpeg"})
+ANIMATION_TYPES = frozenset({"image/gif", "image/webp"})  # a still when they hold one frame
+VIDEO_TYPES = frozenset({"video/mp4", "video/quicktime", "video/webm", "video/x-matroska", "video/x-msvideo"})
+READ_SUFFIXES = VIDEO_SUFFIXES | IMAGE_SUFFIXES | {".webm", ".mkv", ".avi", ".gif", ".webp"}
+READ_KINDS = "MP4, QuickTime, WebM, Matroska, AVI, GIF, WebP, PNG or JPEG"
+# Top-level boxes a QuickTime file may open with when it has no ``ftyp`` (older writers).
+QUICKTIME_BOXES = (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")
+EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+EBML_DOCTYPE = b"\x42\x82"
 
 av.logging.set_level(av.logging.PANIC)
 
@@ -100,14 +118,51 @@ def check_regular(path: Path, mode: int, size: int) -> None:
 
 
 def mime_type(path: Path) -> str:
-    """The MIME type Anima uses for ``path``, judged by its suffix."""
+    """The MIME type Anima stamps ``path`` as, judged by its suffix (what it reads: :func:`content_type`)."""
     try:
         return MIME_TYPES[path.suffix.lower()]
     except KeyError:
         raise MediaError(
             f"{path}: unsupported file type '{path.suffix or '(none)'}' "
-            f"(Anima handles {', '.join(sorted(MIME_TYPES))})"
+            f"(Anima stamps {', '.join(sorted(MIME_TYPES))})"
         ) from None
+
+
+def _matroska_type(head: bytes) -> str:
+    """WebM or Matroska, from the EBML header's DocType (``webm`` or ``matroska``)."""
+    at = head.find(EBML_DOCTYPE)
+    size = head[at + 2] if 0 <= at < len(head) - 2 else 0
+    doctype = head[at + 3 : at + 3 + (size & 0x7F)] if size & 0x80 else b""  # a one-byte length
+    return "video/webm" if doctype == b"webm" else "video/x-matroska"
+
+
+def _type_of(head: bytes) -> str | None:
+    """The MIME type a file's first bytes announce, or None."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if head[:4] == b"RIFF":
+        return {b"WEBP": "image/webp", b"AVI ": "video/x-msvideo"}.get(head[8:12])
+    if head.startswith(EBML_MAGIC):
+        return _matroska_type(head)
+    if head[4:8] == b"ftyp":
+        return "video/quicktime" if head[8:12] == b"qt  " else "video/mp4"
+    if head[4:8] in QUICKTIME_BOXES:
+        return "video/quicktime"
+    return None
+
+
+def content_type(path: Path) -> str:
+    """The MIME type of what ``path`` holds, judged by its first bytes, whatever its suffix: one of
+    :data:`STILL_TYPES`, :data:`ANIMATION_TYPES` or :data:`VIDEO_TYPES`."""
+    path = Path(path)
+    found = _type_of(_head(path))
+    if found is None:
+        raise MediaError(f"{path}: not a readable video or picture (its content is not {READ_KINDS})")
+    return found
 
 
 def sha256_file(path: Path) -> str:
@@ -136,6 +191,13 @@ def _check_exists(path: Path) -> None:
         raise MediaError(f"{path}: empty file")
 
 
+def _head(path: Path) -> bytes:
+    """The first bytes of an existing, non-empty regular file (enough to tell its kind)."""
+    _check_exists(path)
+    with open(path, "rb") as handle:
+        return handle.read(64)
+
+
 def _check_size(path: Path, width: int, height: int) -> None:
     if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
         raise MediaError(
@@ -158,20 +220,86 @@ def _open_video(path: Path) -> Iterator[av.container.InputContainer]:
         container.close()
 
 
+def _check_length(path: Path, frames: int, width: int, height: int, *, animation: bool) -> None:
+    """A frame count from a header, checked before any frame is decoded."""
+    if frames > MAX_FRAMES:
+        raise MediaError(f"{path}: more than {MAX_FRAMES} frames")
+    if animation and frames * width * height > MAX_VIDEO_PIXELS:
+        raise MediaError(
+            f"{path}: {frames} frames of {width}x{height} is over the limit of {MAX_VIDEO_PIXELS:,} "
+            "pixels in one animation; not decoded"
+        )
+
+
+def _count_packets(path: Path, container: av.container.InputContainer, stream: av.VideoStream) -> int:
+    """Frames in a stream whose header does not say, counted without decoding (one packet a frame)."""
+    count = 0
+    try:
+        for packet in container.demux(stream):
+            count += packet.size > 0  # the demuxer ends with an empty packet
+            if count > MAX_FRAMES:
+                raise MediaError(f"{path}: more than {MAX_FRAMES} frames")
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"{path}: video data is corrupt ({exc.__class__.__name__})") from None
+    return count
+
+
+def _is_webp(path: Path) -> bool:
+    return _type_of(_head(path)) == "image/webp"
+
+
+def _probe_webp(path: Path) -> VideoInfo:
+    """An (animated) WebP's canvas, frame count and first frame's rate, by Pillow."""
+    with _open_image(path) as image:
+        frames = getattr(image, "n_frames", 1)
+        _check_length(path, frames, image.width, image.height, animation=True)
+        try:
+            image.load()  # the first frame: its duration is the rate
+        except OSError as exc:
+            raise MediaError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+        duration = int(image.info.get("duration") or 100)  # 0 ms plays as 100 ms in browsers
+        return VideoInfo(image.width, image.height, Fraction(1000, max(duration, 1)), frames, "webp")
+
+
 def probe_video(path: Path) -> VideoInfo:
-    """Read a video's size, rate and frame count from its header."""
+    """Read a video's (or animation's) size, rate and frame count from its header and refuse one
+    over the limits, decoding nothing; where the header has no count (WebM, Matroska, GIF), the
+    packets are counted."""
     path = Path(path)
+    if _is_webp(path):
+        return _probe_webp(path)
     with _open_video(path) as container:
         stream = container.streams.video[0]
         width, height = stream.codec_context.width, stream.codec_context.height
         _check_size(path, width, height)
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-        return VideoInfo(width, height, Fraction(rate), int(stream.frames or 0), stream.codec_context.name)
+        animation = container.format.name == "gif"
+        frames = int(stream.frames or 0)
+        _check_length(path, frames, width, height, animation=animation)
+        if frames == 0 or animation:  # a GIF's count is the demuxer's guess: cheap to fake
+            frames = _count_packets(path, container, stream)
+            _check_length(path, frames, width, height, animation=animation)
+        return VideoInfo(width, height, Fraction(rate), frames, stream.codec_context.name)
+
+
+def _iter_webp_frames(path: Path) -> Iterator[np.ndarray]:
+    with _open_image(path) as image:
+        frames = getattr(image, "n_frames", 1)
+        _check_length(path, frames, image.width, image.height, animation=True)
+        try:
+            for index in range(frames):
+                image.seek(index)
+                yield np.asarray(image.convert("RGB"))
+        except (OSError, EOFError) as exc:
+            raise MediaError(f"{path}: video data is corrupt ({exc.__class__.__name__})") from None
 
 
 def iter_frames(path: Path) -> Iterator[np.ndarray]:
     """Decode a video frame by frame as RGB arrays (constant memory)."""
     path = Path(path)
+    if _is_webp(path):
+        yield from _iter_webp_frames(path)
+        return
     with _open_video(path) as container:
         stream = container.streams.video[0]
         count = 0
@@ -200,19 +328,48 @@ def read_video(path: Path) -> Video:
     return Video(np.stack(frames), info.fps)
 
 
-def sample_frames(path: Path, count: int) -> tuple[list[np.ndarray], int]:
-    """Up to ``count`` frames spread evenly over a video (the one picture of a still), and the
-    number of frames the file holds."""
+@dataclass(frozen=True)
+class MediaInfo:
+    """What :func:`probe` learns of a file: its type by content, and from its header its size and
+    length."""
+
+    mime: str
+    width: int
+    height: int
+    num_frames: int
+
+    @property
+    def is_still(self) -> bool:
+        """One picture: a PNG or JPEG, or a GIF or WebP that does not move."""
+        return self.mime in STILL_TYPES or (self.mime in ANIMATION_TYPES and self.num_frames <= 1)
+
+
+def probe(path: Path) -> MediaInfo:
+    """Know ``path`` by its content and check it against every limit from its header, before any
+    frame is decoded: a video, an animated GIF or WebP, or a still."""
     path = Path(path)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    mime = content_type(path)
+    if mime in STILL_TYPES:
+        return MediaInfo(mime, *probe_image(path), 1)
+    info = probe_video(path)
+    if mime in ANIMATION_TYPES and info.num_frames <= 1:
+        probe_image(path)  # a still is read by Pillow: its checks too
+    return MediaInfo(mime, info.width, info.height, info.num_frames)
+
+
+def sample_frames(path: Path, count: int) -> tuple[list[np.ndarray], int]:
+    """Up to ``count`` frames spread evenly over a video or animation (the one picture of a still),
+    and the number of frames the file holds; the file is known by its content."""
+    path = Path(path)
+    info = probe(path)
+    if info.is_still:
         return [read_image(path)], 1
-    total = probe_video(path).num_frames
-    wanted = set(np.linspace(0, max(total - 1, 0), count).round().astype(int)) if total else None
+    wanted = set(np.linspace(0, max(info.num_frames - 1, 0), count).round().astype(int))
     frames = []
     seen = 0
     for index, frame in enumerate(iter_frames(path)):
         seen = index + 1
-        if wanted is None or index in wanted:
+        if index in wanted:
             frames.append(frame)
     return frames, seen
 

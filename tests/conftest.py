@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from anima import Anima
 from anima.config import Settings, load_settings
 from anima.media import write_video
-from anima.provenance.keys import init_identity
+from anima.provenance.keys import init_identity, init_watermark_key
 
 
 def camera_pan(image: np.ndarray, frames: int, size: int) -> np.ndarray:
@@ -84,6 +84,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def settings(home: Path) -> Settings:
     settings = load_settings(home)
     init_identity(settings, org="Test Studio")
+    init_watermark_key(settings)
     return settings
 
 

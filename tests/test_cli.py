@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from anima.cli import app
+from anima.media import read_video, write_video
 
 runner = CliRunner()
 
@@ -45,6 +46,34 @@ def test_keys_stamp_verify_audit(home: Path, clip: Path, tmp_path: Path) -> None
     assert code == 0 and "chain intact" in out
 
 
+def test_watermark_keys_across_homes(home: Path, clip: Path, tmp_path: Path) -> None:
+    """A verifier elsewhere reads a stripped clip's watermark only with the key it was given; a home
+    from before the keyed watermark gets one with --watermark-only; a rotated key still reads."""
+    code, out, _ = anima("keys", "init")
+    assert code == 0 and "watermark key" in out
+    output = tmp_path / "out.mp4"
+    assert anima("stamp", str(clip), "-o", str(output))[0] == 0
+    stripped = tmp_path / "stripped.mp4"
+    write_video(stripped, read_video(output).frames, fps=24, crf=23)  # a re-upload: no manifest
+    elsewhere = tmp_path / "verifier-home"
+    code, out, _ = anima("verify", str(stripped), "--json", "--home", str(elsewhere))
+    assert code == 0 and json.loads(out)["watermark"]["payload"] is None
+    key_file = home / "keys" / "watermark.key"
+    code, out, _ = anima(
+        "verify", str(stripped), "--json", "--home", str(elsewhere), "--watermark-key", str(key_file)
+    )
+    found = json.loads(out)["watermark"]
+    assert code == 0 and found["payload"] is not None and found["key_id"] in key_file.read_text()
+    code, _, err = anima("verify", str(stripped), "--home", str(elsewhere), "--watermark-key", str(clip))
+    assert code != 0 and "not an Anima watermark key" in err and "Traceback" not in err
+    code, out, _ = anima("keys", "init", "--watermark-only", "--force")
+    assert code == 0
+    code, out, _ = anima("verify", str(stripped), "--json")
+    assert json.loads(out)["watermark"]["payload"] == found["payload"]  # read with the retired key
+    code, out, _ = anima("keys", "show")
+    assert code == 0 and "org.anima.watermark.2" in out
+
+
 def test_audit_verify_names_an_edited_row(home: Path, clip: Path, tmp_path: Path) -> None:
     assert anima("keys", "init")[0] == 0
     for index in range(2):
@@ -66,7 +95,7 @@ def test_audit_verify_names_an_edited_row(home: Path, clip: Path, tmp_path: Path
         (["stamp", "{clip}", "-o", "{out}", "--reference", "{missing}"], "no such file"),
         (["stamp", "{clip}", "-o", "{out}", "--crf", "99"], "Invalid value for '--crf'"),
         (["verify", "{missing}"], "no such file"),
-        (["verify", "{tmp}/clip.gif"], "unsupported file type"),
+        (["verify", "{text}"], "not a readable video or picture"),  # known by content, not suffix
     ],
     ids=[
         "missing",

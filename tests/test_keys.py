@@ -9,6 +9,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from anima.config import Settings, load_settings
 from anima.errors import BadInput, ProvenanceError
+from anima.provenance import keys, watermark
 from anima.provenance.keys import identity_from_settings, init_identity, load_identity
 
 
@@ -54,3 +55,45 @@ def test_mismatched_key_and_missing_identity_are_clear(tmp_path: Path, settings:
         load_identity(settings.signing_cert, other.signing_key)
     with pytest.raises(ProvenanceError, match="anima keys init"):
         identity_from_settings(load_settings(tmp_path / "empty"))
+
+
+def test_watermark_key_is_secret_owner_only_and_checked(settings: Settings, tmp_path: Path) -> None:
+    path = keys.watermark_key_path(settings)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    key = keys.load_watermark_key(path)
+    assert key.algorithm == watermark.ALGORITHM and len(key.secret) == watermark.KEY_BYTES
+    assert key.secret.hex() not in repr(key)
+    assert keys.marking_key(settings) == key
+    header, algorithm, key_id, secret = path.read_text().split()
+    edited = tmp_path / "edited.key"
+    edited.write_text(f"{header} {algorithm} {key_id} {'0' * len(secret)}\n")
+    with pytest.raises(BadInput, match="does not match its key id"):
+        keys.load_watermark_key(edited)
+    edited.write_text("not a key\n")
+    with pytest.raises(BadInput, match="not an Anima watermark key"):
+        keys.load_watermark_key(edited)
+    with pytest.raises(BadInput, match="no such watermark key"):
+        keys.load_watermark_key(tmp_path / "missing.key")
+    with pytest.raises(BadInput, match="already exists"):
+        keys.init_watermark_key(settings)
+
+
+def test_a_replaced_watermark_key_is_retired_and_still_read(settings: Settings, tmp_path: Path) -> None:
+    old = keys.marking_key(settings)
+    new = keys.init_watermark_key(settings, force=True)
+    assert new.key_id != old.key_id and keys.marking_key(settings) == new
+    read = keys.reading_keys(settings)
+    assert [k.key_id for k in read] == [new.key_id, old.key_id, watermark.LEGACY_KEY.key_id]
+    other = load_settings(tmp_path / "other-home")
+    keys.init_watermark_key(other)
+    given = keys.watermark_key_path(other)
+    assert keys.reading_keys(settings, [given])[-2] == keys.marking_key(other)
+    assert len(keys.reading_keys(settings, [given, given])) == 4  # each key once
+
+
+def test_a_home_without_a_watermark_key_cannot_mark(tmp_path: Path) -> None:
+    bare = load_settings(tmp_path / "bare")
+    init_identity(bare)
+    with pytest.raises(ProvenanceError, match="anima keys init"):
+        keys.marking_key(bare)
+    assert keys.reading_keys(bare) == [watermark.LEGACY_KEY]

@@ -25,7 +25,7 @@ from anima.errors import BadInput, LedgerError, ProvenanceError
 from anima.ledger import Ledger
 from anima.ledger.models import SCHEMA_VERSION, utc_iso
 from anima.ledger.store import event_digest, row_digest
-from anima.provenance.keys import init_identity
+from anima.provenance.keys import init_identity, init_watermark_key
 
 REPO = Path(__file__).resolve().parents[1]
 ANIMA_CLI = str(Path(sys.executable).parent / "anima")
@@ -38,6 +38,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("template")
     home = folder / "home"
     init_identity(load_settings(home), org="Test Studio")
+    init_watermark_key(load_settings(home))
     photo = folder / "astronaut.png"
     Image.fromarray(data.astronaut()).save(photo)
     statement = folder / "statement.pdf"

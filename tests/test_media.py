@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import shutil
+import struct
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from containers import CONTAINERS, encode
 from PIL import Image
 
 from anima import media
@@ -84,3 +87,105 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path: Path) -> None:
         tmp.write_bytes(b"complete")
     assert target.read_bytes() == b"complete"
     assert [p.name for p in tmp_path.iterdir()] == ["final.mp4"]
+
+
+# ---------------------------------------------------------------- what verify and scan read
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory: pytest.TempPathFactory, astronaut_frames: np.ndarray) -> dict[str, Path]:
+    """The 24-frame astronaut clip in every container of :data:`containers.CONTAINERS`."""
+    folder = tmp_path_factory.mktemp("containers")
+    return {name: encode(astronaut_frames, folder, name) for name in CONTAINERS}
+
+
+@pytest.mark.parametrize("name", CONTAINERS)
+def test_every_container_is_read_by_its_content(
+    encoded: dict[str, Path], astronaut_frames: np.ndarray, tmp_path: Path, name: str
+) -> None:
+    mime = CONTAINERS[name][1]
+    info = media.probe(encoded[name])
+    assert (info.mime, info.width, info.height, info.num_frames, info.is_still) == (mime, 256, 256, 24, False)
+    frames, total = media.sample_frames(encoded[name], 5)
+    assert total == 24 and len(frames) == 5 and frames[0].shape == (256, 256, 3)
+    assert np.abs(frames[-1].astype(int) - astronaut_frames[-1]).mean() < 6
+    disguised = tmp_path / "upload.mp4"  # a suffix that lies: the content decides
+    shutil.copyfile(encoded[name], disguised)
+    assert media.probe(disguised) == info
+    assert media.content_type(disguised) == mime
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
+def test_a_gif_or_webp_of_one_frame_is_a_still(
+    tmp_path: Path, astronaut_frames: np.ndarray, fmt: str
+) -> None:
+    path = tmp_path / f"one.{fmt.lower()}"
+    Image.fromarray(astronaut_frames[0]).save(path, format=fmt)
+    info = media.probe(path)
+    assert info.is_still and info.num_frames == 1
+    frames, total = media.sample_frames(path, 5)
+    assert total == 1 and len(frames) == 1 and frames[0].shape == (256, 256, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "head"),
+    [
+        ("reupload.webm", b""),
+        ("clip.gif", b""),
+        ("clip.mp4", b""),
+        ("no-suffix", b""),
+        ("reupload.webm", b"\x1a\x45\xdf\xa3"),  # Matroska's magic, then noise
+        ("clip.gif", b"GIF89a"),
+        ("clip.webp", b"RIFF\0\0\0\0WEBP"),
+        ("clip.avi", b"RIFF\0\0\0\0AVI "),
+    ],
+    ids=["webm", "gif", "mp4", "no-suffix", "webm-magic", "gif-magic", "webp-magic", "avi-magic"],
+)
+def test_content_of_no_readable_kind_is_one_clear_line(tmp_path: Path, name: str, head: bytes) -> None:
+    path = tmp_path / name
+    path.write_bytes(head + np.random.default_rng(0).bytes(4096))
+    expected = "not a readable video or picture" if not head else "not a readable|no video stream|outside"
+    with pytest.raises(MediaError, match=expected) as info:
+        media.sample_frames(path, 5)
+    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+
+
+def _no_decoding(path: Path) -> None:
+    raise AssertionError("frames were decoded before the limits were checked")
+
+
+def test_a_gif_of_thousands_of_frames_on_a_huge_screen_is_refused_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2000 frames of 16x16 pixels (124 kB) on an 8192x8192 logical screen: each would decode to a
+    whole 200 MB canvas."""
+    path = tmp_path / "bomb.gif"
+    frames = [Image.new("RGB", (16, 16), (i % 256, i // 256, 7)) for i in range(2000)]
+    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=10)
+    data = bytearray(path.read_bytes())
+    data[6:10] = struct.pack("<HH", 8192, 8192)  # the logical screen descriptor
+    path.write_bytes(bytes(data))
+    monkeypatch.setattr(media, "iter_frames", _no_decoding)
+    with pytest.raises(MediaError, match="2000 frames of 8192x8192 is over the limit"):
+        media.sample_frames(path, 8)
+    data[6:10] = struct.pack("<HH", 9000, 9000)
+    path.write_bytes(bytes(data))
+    with pytest.raises(MediaError, match=r"outside 16\.\.8192"):
+        media.sample_frames(path, 8)
+
+
+@pytest.mark.parametrize("name", CONTAINERS)
+def test_frame_and_pixel_limits_hold_for_every_container(
+    encoded: dict[str, Path], monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setattr(media, "iter_frames", _no_decoding)
+    monkeypatch.setattr(media, "MAX_FRAMES", 23)
+    with pytest.raises(MediaError, match="more than 23 frames"):
+        media.sample_frames(encoded[name], 8)
+    monkeypatch.setattr(media, "MAX_FRAMES", 24)
+    monkeypatch.setattr(media, "MAX_VIDEO_PIXELS", 24 * 256 * 256 - 1)
+    if CONTAINERS[name][1] in media.ANIMATION_TYPES:  # whole canvases from a few bytes each
+        with pytest.raises(MediaError, match="over the limit"):
+            media.probe(encoded[name])
+    else:
+        assert media.probe(encoded[name]).num_frames == 24

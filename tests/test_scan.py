@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import camera_pan
+from containers import encode
 from skimage import data
 from typer.testing import CliRunner
 
@@ -22,7 +23,7 @@ from anima.cli import app
 from anima.config import Settings
 from anima.errors import BadInput
 from anima.ledger import Ledger
-from anima.media import write_video
+from anima.media import read_video, write_video
 from anima.scan import engine as scan
 from anima.scan import report
 
@@ -131,6 +132,31 @@ def test_rerun_skips_finished_files_and_resumes_after_a_crash(
     resumed = Anima(settings.home).scan([folder], out, workers=1)
     assert (resumed.scanned, resumed.resumed) == (1, 6)
     assert json.loads(journal_lines(out)[-1])["path"].endswith("new.mp4")
+
+
+def test_a_folder_search_finds_every_kind_verify_reads(tmp_path: Path) -> None:
+    names = {"a.mp4", "b.m4v", "c.MOV", "d.webm", "e.mkv", "f.avi", "g.gif", "h.webp", "i.png", "j.jpg"}
+    for name in names | {"notes.md", "k.flv", ".hidden.webm"}:
+        (tmp_path / name).write_bytes(b"x")
+    assert {path.name for path in scan.collect([tmp_path])} == names
+
+
+def test_reuploads_in_webm_and_gif_are_scanned_with_thumbnails(settings: Settings, tmp_path: Path) -> None:
+    """At 256 px: at the 96 px of the other scan tests, a VP9, AV1 or H.264 re-encode leaves too
+    little of the watermark to read reliably."""
+    clip = tmp_path / "chelsea.mp4"
+    write_video(clip, camera_pan(data.chelsea(), 12, 256), 24)
+    stamped = Anima(settings.home).stamp(clip, tmp_path / "stamped.mp4")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("webm-vp9", "gif", "webp"):
+        encode(read_video(stamped.output).frames, inbox, name)
+    rows = rows_by_name(Anima(settings.home).scan([inbox], tmp_path / "out", workers=1))
+    assert sorted(rows) == ["clip.gif", "clip.webm", "clip.webp"]
+    for row in rows.values():
+        assert (row["status"], row["verdict"]) == ("ok", Verdict.ANIMA_GENERATED)
+        assert row["stamp_id"] == stamped.stamp_id
+        assert row["frames"] == 12 and row["thumbnail"]
 
 
 def test_lists_of_paths_and_missing_entries(settings: Settings, folder: Path, tmp_path: Path) -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import c2pa
 import pytest
+from containers import CONTAINERS, encode
 from PIL import Image
 
 from anima import Anima, StampResult, Verdict
 from anima.config import Settings, load_settings
+from anima.errors import MediaError
 from anima.ledger import Ledger
 from anima.media import read_video, write_video
 from anima.provenance.keys import identity_from_settings, init_identity
@@ -84,6 +87,49 @@ def test_reencoded_clip_is_traced_through_watermark_to_ledger_manifest(
     assert any(a["label"] == "org.anima.stamp" for a in active["assertions"])
 
 
+def test_reuploads_in_other_containers_are_traced_through_the_watermark(
+    studio: Anima, stamped: StampResult, tmp_path: Path
+) -> None:
+    """WebM (VP9, AV1), Matroska, QuickTime, AVI, animated GIF and WebP, as a site or a chat app
+    re-encodes them: the manifest is gone (or, for WebM and Matroska, has no place), the watermark
+    and the ledger remain."""
+    frames = read_video(stamped.output).frames
+    found = {}
+    for name in CONTAINERS:
+        (tmp_path / name).mkdir()
+        report = studio.verify(encode(frames, tmp_path / name, name))
+        found[name] = (report.watermark.payload, report.manifest.present, report.verdict, report.frames)
+    assert found == {name: (stamped.payload, False, Verdict.ANIMA_GENERATED, 24) for name in CONTAINERS}
+
+
+def test_a_gif_named_mp4_is_read_as_a_gif(studio: Anima, stamped: StampResult, tmp_path: Path) -> None:
+    disguised = encode(read_video(stamped.output).frames, tmp_path, "gif").rename(tmp_path / "clip.mp4")
+    report = studio.verify(disguised)
+    assert (report.frames, report.manifest.present, report.manifest.error) == (24, False, None)
+    assert report.watermark.payload == stamped.payload
+
+
+def test_a_stamped_mp4_named_webm_keeps_its_manifest(
+    studio: Anima, settings: Settings, stamped: StampResult, tmp_path: Path
+) -> None:
+    renamed = tmp_path / "upload.webm"
+    shutil.copyfile(stamped.output, renamed)
+    report = studio.verify(renamed, trust=[settings.local_ca_cert])
+    assert report.manifest.validation_state == "Trusted"
+    assert report.verdict == Verdict.ANIMA_GENERATED
+
+
+@pytest.mark.parametrize("suffix", [".webm", ".gif", ".mkv"])
+def test_noise_named_like_a_video_is_one_line_of_bad_input(
+    studio: Anima, tmp_path: Path, suffix: str
+) -> None:
+    path = tmp_path / f"reupload{suffix}"
+    path.write_bytes(b"\x00\xffnot a video " * 300)
+    with pytest.raises(MediaError, match="not a readable video or picture") as info:
+        studio.verify(path)
+    assert "\n" not in str(info.value)
+
+
 def test_unmarked_clip_has_no_evidence(studio: Anima, settings: Settings, clip: Path) -> None:
     report = studio.verify(clip)
     assert report.verdict == Verdict.NO_EVIDENCE
@@ -104,9 +150,14 @@ def test_stills_are_stamped_and_verified(
     assert report.watermark.payload == result.payload
 
 
+@pytest.mark.parametrize("container", ["mp4", "mov-h264", "avi-mpeg4", "gif", "webp"])
 def test_someone_elses_ai_manifest_is_ai_declared(
-    studio: Anima, settings: Settings, clip: Path, tmp_path: Path
+    studio: Anima, settings: Settings, clip: Path, tmp_path: Path, container: str
 ) -> None:
+    """Also in the other containers C2PA defines a manifest for (WebM and Matroska have none)."""
+    source, format_ = clip, "video/mp4"
+    if container != "mp4":
+        source, format_ = encode(read_video(clip).frames, tmp_path, container), CONTAINERS[container][1]
     other = load_settings(tmp_path / "other")
     identity = init_identity(other, org="Other Generator")
     definition = {
@@ -125,15 +176,15 @@ def test_someone_elses_ai_manifest_is_ai_declared(
             }
         ],
     }
-    signed = tmp_path / "other.mp4"
+    signed = tmp_path / f"other{source.suffix}"
     info = c2pa.C2paSignerInfo(b"es256", identity.chain_pem(), identity.key_pem(), None)
     with (
         c2pa.Signer.from_info(info) as signer,
         c2pa.Builder(definition) as builder,
-        open(clip, "rb") as src,
+        open(source, "rb") as src,
         open(signed, "w+b") as dst,
     ):
-        builder.sign(signer, "video/mp4", src, dst)
+        builder.sign(signer, format_, src, dst)
     report = studio.verify(signed)
     assert report.verdict == Verdict.AI_DECLARED
     assert report.manifest.signer == "Other Generator Anima signer"

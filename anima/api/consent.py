@@ -15,6 +15,7 @@ from anima.policy import enrol
 from anima.policy.registry import grant_status
 from anima.provenance import keys
 from anima.provenance.keys import SigningIdentity
+from anima.provenance.watermark import WatermarkKey
 
 if TYPE_CHECKING:
     from anima.api.core import Anima
@@ -265,16 +266,36 @@ class Audit:
 
 
 class Keys:
-    """``anima.keys``: the signing identity used for C2PA manifests."""
+    """``anima.keys``: the signing identity used for C2PA manifests and the secret watermark key."""
 
     def __init__(self, anima: Anima) -> None:
         self._anima = anima
 
     def init(self, org: str = "Anima local studio", force: bool = False) -> SigningIdentity:
-        """Create a local CA and an ES256 signing certificate (private keys mode 0600)."""
+        """Create a local CA, an ES256 signing certificate and a secret watermark key (mode 0600).
+        With ``force`` both are replaced; the old watermark key is retired, still read by verify."""
         self._anima.private_home()
-        return keys.init_identity(self._anima.settings, org=org, force=force)
+        settings = self._anima.settings
+        identity = keys.init_identity(settings, org=org, force=force)
+        if force or not keys.watermark_key_path(settings).exists():
+            keys.init_watermark_key(settings, force=force)
+        return identity
+
+    def init_watermark(self, force: bool = False) -> WatermarkKey:
+        """Create only the secret watermark key (a home made before the keyed watermark has none);
+        with ``force`` a new key replaces it and the old one is retired, still read by verify."""
+        self._anima.private_home()
+        return keys.init_watermark_key(self._anima.settings, force=force)
 
     def show(self) -> SigningIdentity:
         """The signing identity in use."""
         return self._anima.signing_identity()
+
+    def watermark(self) -> WatermarkKey:
+        """The watermark key new outputs are marked with."""
+        return keys.marking_key(self._anima.settings)
+
+    @property
+    def watermark_path(self) -> Path:
+        """The file of the watermark key (secret; give it only to verifiers you trust)."""
+        return keys.watermark_key_path(self._anima.settings)

@@ -18,7 +18,7 @@ from anima.api.consent import Audit, Consent, Keys
 from anima.api.tools import DetectorTools, ModelTools, PoseTools, PuppetTools
 from anima.config import Settings, load_settings, private_folder
 from anima.detect.evidence import DEFAULT_DETECTOR, score_frames
-from anima.errors import BadInput, MediaError, ProvenanceError
+from anima.errors import BadInput, ProvenanceError
 from anima.generate.request import GenerationRequest
 from anima.ledger import Ledger, LedgerKey
 from anima.policy import enrol, gate
@@ -29,12 +29,19 @@ from anima.policy.rules import PolicyRules, load_rules
 from anima.pose.blazepose import default_tool_dir
 from anima.provenance import stamp as publishing
 from anima.provenance import watermark
-from anima.provenance.keys import SigningIdentity, identity_from_settings, ledger_key
+from anima.provenance.keys import (
+    SigningIdentity,
+    identity_from_settings,
+    ledger_key,
+    marking_key,
+    reading_keys,
+)
 from anima.provenance.manifest import read_manifest
 from anima.provenance.reconcile import ReconcileReport
 from anima.provenance.reconcile import reconcile as reconcile_outputs
 from anima.provenance.stamp import StampResult
 from anima.provenance.verify import LedgerMatch, VerifyReport, claimed_stamp_id, decide
+from anima.provenance.watermark import WatermarkKey
 from anima.scan import engine as scan_engine
 
 if TYPE_CHECKING:
@@ -61,6 +68,14 @@ def _pose_ingredient(spec: str) -> Path | None:
     return path if not spec.startswith("motion:") and path.is_file() else None
 
 
+def _pose_label(spec: str) -> str:
+    """A pose spec as the manifest names it: a file by its name only, never its folder."""
+    kind, _, rest = spec.partition(":")
+    if kind in ("skeleton", "video"):
+        return f"{kind}:{Path(rest).name}"
+    return spec if kind == "motion" else Path(spec).name
+
+
 class Anima:
     """Anima for one deployment: consent-gated generation, stamping, verification and scans.
 
@@ -70,6 +85,8 @@ class Anima:
         policy: a policy file for the consent gate (default ``home/policy.toml``, else safe defaults).
         detector: the synthetic-video detector folder (default: the shipped one).
         trust: CA certificates (PEM) trusted as signers, on top of the configured ones.
+        watermark_keys: other deployments' watermark key files to read with, on top of this home's
+            own keys and the configured ones.
         actor: who is acting, recorded in the audit trail (default: the operating-system user).
 
     Example:
@@ -88,6 +105,7 @@ class Anima:
         policy: str | Path | None = None,
         detector: str | Path | None = None,
         trust: Sequence[str | Path] = (),
+        watermark_keys: Sequence[str | Path] = (),
         actor: str | None = None,
     ) -> None:
         settings = load_settings(Path(home) if home is not None else None)
@@ -97,6 +115,7 @@ class Anima:
         self.policy = Path(policy) if policy is not None else None
         self.detector_dir = Path(detector) if detector is not None else DEFAULT_DETECTOR
         self.trust = tuple(Path(anchor) for anchor in trust)
+        self.watermark_keys = tuple(Path(key) for key in watermark_keys)
         self.actor = actor or current_actor()
         self._models: dict[tuple[Path, str | None], AnimationPipeline] = {}
         self.consent = Consent(self)
@@ -159,6 +178,11 @@ class Anima:
     def signing_identity(self) -> SigningIdentity:
         return identity_from_settings(self.settings)
 
+    def reading_keys(self, extra: Sequence[str | Path] = ()) -> list[WatermarkKey]:
+        """The watermark keys checks read with: ``extra``, this instance's, the configured ones, this
+        home's own (current and retired) and the public key of releases before the keyed watermark."""
+        return reading_keys(self.settings, [Path(k) for k in (*extra, *self.watermark_keys)])
+
     def load_model(self, model: str | Path | None = None, device: str | None = None) -> AnimationPipeline:
         """An animation model folder (default: the shipped ``anima-puppets``), loaded once."""
         from anima.generate.runner import DEFAULT_MODEL, load_pipeline
@@ -206,25 +230,25 @@ class Anima:
             crf=crf,
             actor=self.actor,
             pending=self.settings.home / PENDING_FOLDER,
+            mark_key=marking_key(self.settings),
         )
 
-    def verify(self, clip: str | Path, *, trust: Sequence[str | Path] = ()) -> VerifyReport:
+    def verify(
+        self, clip: str | Path, *, trust: Sequence[str | Path] = (), watermark_keys: Sequence[str | Path] = ()
+    ) -> VerifyReport:
         """Gather manifest, watermark, ledger and detector evidence for ``clip`` and decide a verdict.
-        The detector alone can only say ``likely-synthetic``."""
+        The detector alone can only say ``likely-synthetic``. ``clip`` is a video (MP4, QuickTime,
+        WebM, Matroska, AVI), an animated GIF or WebP, or a still, known by its content."""
         clip = Path(clip)
-        media.mime_type(clip)
-        if not clip.exists():
-            raise MediaError(f"{clip}: no such file")
-        # Special files, sizes and pixel counts refused from the header, before any evidence is read.
-        if clip.suffix.lower() in media.IMAGE_SUFFIXES:
-            media.probe_image(clip)
-        else:
-            media.probe_video(clip)
+        # Known by its content, not its suffix; special files, sizes, frame and pixel counts refused
+        # from the header, before any evidence is read.
+        media.probe(clip)
         anchors = [Path(a) for a in trust] + list(self.trust) + list(self.settings.trust_anchors)
+        marks = self.reading_keys(watermark_keys)
         manifest = read_manifest(clip, anchors)
         frames, total = media.sample_frames(clip, SAMPLED_FRAMES)
         try:
-            reading: watermark.WatermarkReading | None = watermark.extract(frames)
+            reading: watermark.WatermarkReading | None = watermark.extract(frames, marks)
         except ProvenanceError:
             reading = None  # frames below the watermark's minimum size
         detector = score_frames(frames, self.detector_dir)
@@ -304,6 +328,7 @@ class Anima:
         align: bool = False,
         device: str | None = None,
         crf: int = 18,
+        reference_thumbnail: bool = False,
         progress: Progress | None = None,
     ) -> StampResult:
         """Gate -> animate -> identity-drift check -> watermark -> encode -> sign -> ledger -> rename.
@@ -312,7 +337,9 @@ class Anima:
         folder (default: the shipped ``anima-puppets``) or a loaded ``AnimationPipeline``. The consent
         gate cannot be skipped: a refusal raises :class:`~anima.errors.PolicyDenied` before anything is
         generated, and a video whose faces drift from the consented identity is never written. The
-        picture the gate checked is the one animated (it is read once).
+        picture the gate checked is the one animated (it is read once). The manifest carries a small
+        thumbnail of the reference only for a ``fictional`` character or with ``reference_thumbnail``:
+        a real person's face does not travel with every copy of the video unless the operator asks.
         """
         from anima.generate import runner  # torch and diffusers load only for generation
         from anima.generate.pipeline import AnimationPipeline
@@ -341,7 +368,10 @@ class Anima:
             pose=_pose_ingredient(request.pose),
             reference_pose=request.reference_pose,
         )
+        if not (fictional or reference_thumbnail):
+            inputs = [dataclasses.replace(i, thumbnail=i.role != "reference") for i in inputs]
         identity = self.signing_identity()  # fail on missing keys before minutes of generation
+        mark_key = marking_key(self.settings)
         picture = media.read_image(request.reference)
         decision = self._gate(picture, purpose, fictional)
         gate.require(decision)
@@ -358,7 +388,7 @@ class Anima:
         gate.require_no_drift(drift)
         extra = {
             "model": video.model_name,
-            "pose": request.pose,
+            "pose": _pose_label(request.pose),
             "seed": request.seed,
             **video.sampling,
             "consent": {
@@ -381,6 +411,7 @@ class Anima:
             crf=crf,
             actor=self.actor,
             pending=self.settings.home / PENDING_FOLDER,
+            mark_key=mark_key,
         )
 
     def scan(
@@ -399,6 +430,7 @@ class Anima:
         for anchor in self.trust:
             if not anchor.is_file():
                 raise BadInput(f"{anchor}: no such file (a trusted CA certificate)")
+        self.reading_keys()  # a missing or damaged key file is one error before any work
         paths = scan_engine.collect([Path(item) for item in inputs])
         if not paths:
             raise BadInput("nothing to scan: no media files in the paths given")
@@ -409,6 +441,7 @@ class Anima:
             self.settings.database_url,
             tuple(str(anchor) for anchor in self.trust),
             str(self.detector_dir),
+            tuple(str(key) for key in self.watermark_keys),
         )
 
         def record(row: scan_engine.Row) -> None:
@@ -455,6 +488,7 @@ class ScanWork:
     database_url: str
     trust: tuple[str, ...]
     detector: str
+    watermark_keys: tuple[str, ...] = ()
 
     def __call__(self, path: str) -> scan_engine.Row:
         report = _worker_anima(self).verify(Path(path))
@@ -463,4 +497,10 @@ class ScanWork:
 
 @functools.cache
 def _worker_anima(work: ScanWork) -> Anima:
-    return Anima(work.home, work.database_url, trust=work.trust, detector=work.detector)
+    return Anima(
+        work.home,
+        work.database_url,
+        trust=work.trust,
+        detector=work.detector,
+        watermark_keys=work.watermark_keys,
+    )

@@ -22,6 +22,13 @@ PolicyOption = Annotated[
     typer.Option("--policy", help="Policy file (default $ANIMA_HOME/policy.toml, else safe defaults)."),
 ]
 TrustOption = Annotated[list[Path] | None, typer.Option(help="Trusted CA certificate (PEM); repeatable.")]
+WatermarkKeyOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--watermark-key",
+        help="Another deployment's watermark key file (the home's own keys are read too); repeatable.",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
 CrfOption = Annotated[int, typer.Option(min=0, max=51, help="H.264 quality (0-51, lower is better).")]
 

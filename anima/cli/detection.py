@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from anima.api import MAX_SCAN_WORKERS, Anima
-from anima.cli._common import HomeOption, TrustOption, console, progress_bar, say
+from anima.cli._common import HomeOption, TrustOption, WatermarkKeyOption, console, progress_bar, say
 
 detector_app = typer.Typer(
     help="The detector of this generator's output: its data, training and evaluation.", no_args_is_help=True
@@ -35,12 +35,13 @@ def scan(
         str | None, typer.Option(help="Ray cluster address for --engine ray (default: a local Ray).")
     ] = None,
     trust: TrustOption = None,
+    watermark_key: WatermarkKeyOption = None,
     home: HomeOption = None,
 ) -> None:
     """Verify many files in parallel, each content once; resumable. Exits 0 whatever the verdicts."""
     with progress_bar() as bar:
         task = bar.add_task("scanning", total=None)
-        summary = Anima(home, trust=trust or []).scan(
+        summary = Anima(home, trust=trust or [], watermark_keys=watermark_key or []).scan(
             paths,
             out,
             engine=engine,

@@ -58,15 +58,21 @@ def generate(
     ] = None,
     fps: Annotated[
         float | None,
-        typer.Option(
-            min=0.01, max=240.0, help="Frame rate (default: the pose source's, else 24)."
-        ),
+        typer.Option(min=0.01, max=240.0, help="Frame rate (default: the pose source's, else 24)."),
     ] = None,
     align: Annotated[bool, typer.Option(help="Re-proportion the motion to the reference's body.")] = False,
     device: Annotated[
         str | None, typer.Option(help="cuda, cuda:1 or cpu (default: cuda if present).")
     ] = None,
     crf: CrfOption = 18,
+    reference_thumbnail: Annotated[
+        bool,
+        typer.Option(
+            "--reference-thumbnail",
+            help="Embed a small thumbnail of a real person's reference in the manifest "
+            "(fictional characters always get one).",
+        ),
+    ] = False,
     home: HomeOption = None,
 ) -> None:
     """Animate a reference picture with a pose sequence; the video is always stamped."""
@@ -91,6 +97,7 @@ def generate(
             align=align,
             device=device,
             crf=crf,
+            reference_thumbnail=reference_thumbnail,
             progress=lambda done, total: bar.update(task, completed=done, total=total, visible=True),
         )
     say(

@@ -10,8 +10,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from anima import WatermarkReading
 from anima.api import Anima
-from anima.cli._common import CrfOption, HomeOption, TrustOption, console, progress_bar, say
+from anima.cli._common import (
+    CrfOption,
+    HomeOption,
+    TrustOption,
+    WatermarkKeyOption,
+    console,
+    progress_bar,
+    say,
+)
 from anima.provenance.verify import Verdict, VerifyReport, stamp_id_for
 
 keys_app = typer.Typer(help="The signing identity used for C2PA manifests.", no_args_is_help=True)
@@ -54,15 +63,28 @@ def verify(
     clip: Annotated[Path, typer.Argument(help="Video or still to examine.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
     trust: TrustOption = None,
+    watermark_key: WatermarkKeyOption = None,
     home: HomeOption = None,
 ) -> None:
     """Report manifest, watermark, ledger and detector evidence and a verdict. Exits 0 whatever the
     verdict."""
-    report = Anima(home).verify(clip, trust=trust or [])
+    report = Anima(home).verify(clip, trust=trust or [], watermark_keys=watermark_key or [])
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
         print_report(report)
+
+
+def _geometry(mark: WatermarkReading) -> str:
+    """The edits the watermark was found through, as a suffix (empty for an unedited frame)."""
+    edits = ["mirrored"] if mark.mirrored else []
+    if mark.angle:
+        edits.append(f"turned {mark.angle:+.1f} deg")
+    if mark.scale != 1.0:
+        edits.append(f"scaled {1 / mark.scale:.2f}x")
+    if mark.bars_cut:
+        edits.append("bars cut")
+    return f"; found {', '.join(edits)}" if edits else ""
 
 
 def _evidence_rows(report: VerifyReport) -> list[tuple[str, str]]:
@@ -87,8 +109,9 @@ def _evidence_rows(report: VerifyReport) -> list[tuple[str, str]]:
         rows.append(
             (
                 "watermark",
-                f"payload {mark.payload} ({stamp_id_for(mark.payload)}), "
-                f"false-positive bound {mark.false_positive_bound:.1e}, {mark.frames_used} frames",
+                f"payload {mark.payload} ({stamp_id_for(mark.payload)}), key {mark.key_id}, "
+                f"false-positive bound {mark.false_positive_bound:.1e}, {mark.frames_used} frames"
+                + _geometry(mark),
             )
         )
     else:
@@ -134,25 +157,42 @@ def print_report(report: VerifyReport) -> None:
 @keys_app.command("init")
 def keys_init(
     org: Annotated[str, typer.Option(help="Organisation named in the certificates.")] = "Anima local studio",
-    force: Annotated[bool, typer.Option(help="Replace an existing identity.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Replace existing keys (an old watermark key is retired).")
+    ] = False,
+    watermark_only: Annotated[
+        bool, typer.Option(help="Create only the secret watermark key (homes made before it existed).")
+    ] = False,
     home: HomeOption = None,
 ) -> None:
-    """Create a local CA and an ES256 signing certificate (keys mode 0600)."""
+    """Create a local CA, an ES256 signing certificate and a secret watermark key (keys mode 0600)."""
     anima = Anima(home)
-    identity = anima.keys.init(org=org, force=force)
-    say(f"[green]created[/] signing identity {escape(identity.subject)}")
+    if not watermark_only:
+        identity = anima.keys.init(org=org, force=force)
+        say(f"[green]created[/] signing identity {escape(identity.subject)}")
+        say(
+            f"  chain {identity.chain_path}\n  key   {identity.key_path}\n"
+            f"  CA    {anima.settings.local_ca_cert}  (give this to verifiers who should trust you)"
+        )
+        mark = anima.keys.watermark()
+    else:
+        mark = anima.keys.init_watermark(force=force)
     say(
-        f"  chain {identity.chain_path}\n  key   {identity.key_path}\n"
-        f"  CA    {anima.settings.local_ca_cert}  (give this to verifiers who should trust you)"
+        f"watermark key {mark.key_id}  {anima.keys.watermark_path}\n"
+        "  (secret: whoever holds it can read and remove the watermark; share it only with verifiers "
+        "you trust, who pass it to `verify --watermark-key`)"
     )
 
 
 @keys_app.command("show")
 def keys_show(home: HomeOption = None) -> None:
-    """Show the signing identity in use."""
-    identity = Anima(home).keys.show()
+    """Show the signing identity and watermark key in use."""
+    anima = Anima(home)
+    identity = anima.keys.show()
     say(
         f"subject      {escape(identity.subject)}\nissuer       {escape(identity.issuer)}\n"
         f"expires      {identity.not_after:%Y-%m-%d}\nsha256       {identity.fingerprint_sha256}\n"
         f"chain        {identity.chain_path}\nkey          {identity.key_path}"
     )
+    mark = anima.keys.watermark()
+    say(f"watermark    {mark.algorithm} key {mark.key_id}  {anima.keys.watermark_path}")

@@ -388,6 +388,13 @@ class Ledger:
         with self.session() as session:
             return session.get(Stamp, stamp_id)
 
+    def stamp_by_manifest(self, manifest_id: str) -> Stamp | None:
+        """The stamp whose kept manifest store has ``manifest_id`` (a C2PA manifest label,
+        ``urn:c2pa:...``) as its active manifest."""
+        with self.session() as session:
+            label = Stamp.manifest["active_manifest"].as_string()
+            return session.scalars(select(Stamp).where(label == manifest_id)).first()
+
     def payload_in_use(self, payload: int) -> bool:
         return self.stamp_by_payload(payload) is not None
 

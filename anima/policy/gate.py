@@ -114,8 +114,6 @@ class Decision:
         return "; ".join(GateReason(code).explain() for code in self.reasons)
 
 
-
-
 def _nearest(
     face: DetectedFace, identities: list[Identity], backend: FaceBackend
 ) -> list[tuple[float, Identity]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from anima.config import Settings
 from anima.errors import BadInput, ProvenanceError
 from anima.ledger.signing import LedgerKey
+from anima.provenance.watermark import LEGACY_KEY, WatermarkKey
 
 CA_VALIDITY_DAYS = 3650
 LEAF_VALIDITY_DAYS = 825
@@ -201,3 +203,82 @@ def ledger_key(identity: SigningIdentity) -> LedgerKey:
     if not isinstance(private, ec.EllipticCurvePrivateKey) or not elliptic:
         raise ProvenanceError(f"{identity.key_path}: the ledger signs with ES256, which needs a P-256 EC key")
     return LedgerKey(public_key=public, private_key=private, fingerprint=identity.fingerprint_sha256)
+
+
+WATERMARK_KEY_HEADER = "anima-watermark-key"
+WATERMARK_KEY_MAX_BYTES = 512  # a key file is one short line; anything longer is something else
+
+
+def watermark_key_path(settings: Settings) -> Path:
+    return settings.keys_dir / "watermark.key"
+
+
+def retired_watermark_keys_dir(settings: Settings) -> Path:
+    """Where replaced watermark keys go: still read, so outputs marked before a rotation verify."""
+    return settings.keys_dir / "watermark-retired"
+
+
+def write_watermark_key(path: Path, key: WatermarkKey) -> None:
+    """One line, ``anima-watermark-key <algorithm> <key id> <hex secret>``, mode 0600."""
+    _write_private(path, f"{WATERMARK_KEY_HEADER} {key.algorithm} {key.key_id} {key.secret.hex()}\n".encode())
+
+
+def load_watermark_key(path: Path) -> WatermarkKey:
+    """Read a watermark key file, checking that its key id matches its secret (a truncated or edited
+    file is refused, not read as some other key)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(WATERMARK_KEY_MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such watermark key file") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read the watermark key ({exc.strerror or exc})") from None
+    fields = head.decode("ascii", errors="replace").split()
+    if len(head) > WATERMARK_KEY_MAX_BYTES or len(fields) != 4 or fields[0] != WATERMARK_KEY_HEADER:
+        raise BadInput(f"{path}: not an Anima watermark key file")
+    try:
+        key = WatermarkKey(bytes.fromhex(fields[3]), fields[1])
+    except (ValueError, ProvenanceError) as exc:
+        raise BadInput(f"{path}: not a valid watermark key ({exc})") from None
+    if key.key_id != fields[2]:
+        raise BadInput(f"{path}: the watermark key does not match its key id (edited or damaged)")
+    return key
+
+
+def init_watermark_key(settings: Settings, force: bool = False) -> WatermarkKey:
+    """Create this deployment's secret watermark key; with ``force`` the old one is retired, not lost."""
+    path = watermark_key_path(settings)
+    if path.exists():
+        if not force:
+            raise BadInput(
+                f"a watermark key already exists at {path} (replace it only on purpose, with force)"
+            )
+        old = load_watermark_key(path)
+        retired = retired_watermark_keys_dir(settings)
+        retired.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.replace(path, retired / f"{old.key_id}.key")
+    key = WatermarkKey.generate()
+    write_watermark_key(path, key)
+    return key
+
+
+def marking_key(settings: Settings) -> WatermarkKey:
+    """The key new outputs are marked with."""
+    path = watermark_key_path(settings)
+    if not path.exists():
+        raise ProvenanceError(f"no watermark key at {path} (run `anima keys init`)")
+    return load_watermark_key(path)
+
+
+def reading_keys(settings: Settings, extra: Sequence[Path] = ()) -> list[WatermarkKey]:
+    """Every key a check reads with: this home's key and its retired ones, the configured and given
+    key files, and the public key of algorithm 1 (outputs of earlier releases); each once."""
+    own = [watermark_key_path(settings)] if watermark_key_path(settings).exists() else []
+    retired_dir = retired_watermark_keys_dir(settings)
+    retired = sorted(retired_dir.glob("*.key")) if retired_dir.is_dir() else []
+    found: dict[str, WatermarkKey] = {}
+    for path in [*own, *retired, *settings.watermark_keys, *(Path(p) for p in extra)]:
+        key = load_watermark_key(Path(path))
+        found.setdefault(key.key_id, key)
+    found.setdefault(LEGACY_KEY.key_id, LEGACY_KEY)
+    return list(found.values())

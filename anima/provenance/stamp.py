@@ -4,6 +4,7 @@ exists without its manifest and its ledger row."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import os
 import secrets
@@ -30,7 +31,9 @@ Progress = Callable[[int, int], None]
 # Writes the watermarked output to a path with a given H.264 CRF and returns its frame count.
 MarkedWriter = Callable[[watermark.WatermarkEmbedder, Path, int], int]
 STILL_SUFFIXES = {".png", ".jpg", ".jpeg"}
-WATERMARK_METHOD = "anima-tiled-ss-v1"
+# The signed manifest store's bytes (base64, ``application/c2pa``) in a stamp row's details: what the
+# Soft Binding Resolution API serves at ``/manifests/{id}`` once the file's own copy is stripped.
+MANIFEST_STORE_DETAIL = "c2pa_manifest_store"
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,13 @@ class StampResult:
             "frames": self.frames,
             "signer": self.signer,
         }
+
+
+def manifest_store_bytes(row: Stamp) -> bytes | None:
+    """The signed manifest store (``application/c2pa``) kept in a stamp row; None for rows from
+    before it was kept (their manifest is only in the row's JSON)."""
+    encoded = (row.details or {}).get(MANIFEST_STORE_DETAIL)
+    return base64.b64decode(encoded) if isinstance(encoded, str) else None
 
 
 def check_output(source: Path, output: Path) -> None:
@@ -148,14 +158,15 @@ def publish(
     crf: int,
     actor: str,
     pending: Path,
+    mark_key: watermark.WatermarkKey,
 ) -> StampResult:
     """Watermark -> encode -> sign -> ledger -> rename. Nothing reaches ``output`` unless the ledger
     row committed; a failure anywhere leaves no file, and a kill anywhere leaves what
     :func:`anima.provenance.reconcile.reconcile` completes or removes (``pending`` holds the intent
-    it reads)."""
+    it reads). ``mark_key`` is the deployment's secret watermark key."""
     payload = _new_payload(ledger)
     stamp_id = stamp_id_for(payload)
-    embedder = watermark.WatermarkEmbedder(payload)
+    embedder = watermark.WatermarkEmbedder(payload, mark_key)
     suffix = output.suffix.lower()
     with (
         pending_publish(pending, stamp_id, output),
@@ -167,11 +178,11 @@ def publish(
         stamp_info = {
             "stamp_id": stamp_id,
             "kind": kind,
-            "watermark": {"method": WATERMARK_METHOD, "payload": payload},
+            "watermark": {"algorithm": mark_key.algorithm, "key_id": mark_key.key_id, "payload": payload},
             **extra,
         }
         signed = Path(work) / f"signed{suffix}"
-        store = c2pa_manifest.sign_file(
+        store, store_bytes = c2pa_manifest.sign_file(
             marked,
             signed,
             c2pa_manifest.build_definition(output.name, stamp_info, software_agent),
@@ -191,7 +202,12 @@ def publish(
             signer=identity.subject,
             signer_fingerprint=identity.fingerprint_sha256,
             manifest=store,
-            details={"frames": frames, **extra, "output_path": os.path.abspath(output)},
+            details={
+                "frames": frames,
+                **extra,
+                "output_path": os.path.abspath(output),
+                MANIFEST_STORE_DETAIL: base64.b64encode(store_bytes).decode("ascii"),
+            },
         )
         _copy_durably(signed, final)  # the row below must never name a file a power cut truncated
         try:

@@ -35,7 +35,7 @@ from anima.scan import report
 JSONL_NAME = "scan.jsonl"
 CSV_NAME = "scan.csv"
 HTML_NAME = "report.html"
-MEDIA_SUFFIXES = media.VIDEO_SUFFIXES | media.IMAGE_SUFFIXES
+MEDIA_SUFFIXES = media.READ_SUFFIXES  # what a folder search picks up; each file is then known by content
 LIST_SUFFIX = ".txt"
 ENGINES = ("local", "ray")
 MAX_WORKERS = 256
