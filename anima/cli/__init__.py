@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from anima import __version__
-from anima.cli import detection, generation, poses, provenance, records
+from anima.cli import detection, generation, poses, provenance, records, serve
 from anima.cli._common import say
 from anima.cli._errors import AnimaGroup
 
@@ -40,6 +40,7 @@ app.command()(provenance.verify)
 app.command()(generation.generate)
 app.command()(detection.scan)
 app.command()(generation.train)
+app.command()(serve.serve)
 app.add_typer(provenance.keys_app, name="keys")
 app.add_typer(records.audit_app, name="audit")
 app.add_typer(records.consent_app, name="consent")
