@@ -391,6 +391,10 @@ REMOVALS: dict[str, str] = {
         f"estimate-{n}": f"subtract the chip pattern estimated by averaging {n} other marked outputs"
         for n in ESTIMATION_SIZES
     },
+    **{
+        f"estimate-{n}-one-layout": f"the same from {n} outputs all in one layout, on a clip in that layout"
+        for n in ESTIMATION_SIZES
+    },
     "self-estimate": "subtract the chip pattern estimated from the clip's own frames",
     "self-estimate-x2": "the same at twice the embedding strength",
 }
@@ -430,44 +434,54 @@ def subtract_tile(frames: np.ndarray, tile: np.ndarray, amplitude: float = 1.0) 
     return out
 
 
-def estimation_tiles(frames: int, seed: int, largest: int) -> dict[int, np.ndarray]:
-    """The attacker's averaged folds of N other outputs of the same deployment (own payloads and
-    layouts, 256 px, not re-encoded: the cleanest data an attacker could collect), per N."""
+def estimation_tiles(frames: int, seed: int, largest: int) -> dict[str, np.ndarray]:
+    """The attacker's averaged folds of N other outputs of the same deployment (own payloads, 256 px,
+    not re-encoded: the cleanest data an attacker could collect), per removal name. The outputs use
+    their own layouts, as Anima marks them; for comparison, the same outputs all in one layout (what
+    a watermark without per-output layouts would give)."""
     rng = np.random.default_rng(seed + 4_242)
     specs = clip_specs(9, largest, seed + 31_337)
     total = np.zeros((watermark.TILE, watermark.TILE))
+    one_layout = np.zeros_like(total)
     tiles = {}
     for count, spec in enumerate(specs, start=1):
-        embedder = WatermarkEmbedder(int(rng.integers(0, 2**32)), BENCH_KEY)
+        payload = int(rng.integers(0, 2**32))
         clip = render_clip(spec, 256, 256, frames)
-        total += attacker_fold(np.stack([embedder.embed(f) for f in clip]))
+        for acc, variant in ((total, None), (one_layout, 0)):
+            embedder = WatermarkEmbedder(payload, BENCH_KEY, variant=variant)
+            acc += attacker_fold(np.stack([embedder.embed(f) for f in clip]))
         if count in ESTIMATION_SIZES:
-            tiles[count] = chip_pattern(total / count)
+            tiles[f"estimate-{count}"] = chip_pattern(total / count)
             log(f"  estimation corpus: {count} outputs folded")
+    tiles[f"estimate-{largest}-one-layout"] = chip_pattern(one_layout / largest)
     return tiles
 
 
 def bench_removals(
-    original: np.ndarray, received: np.ndarray, payload: int, tiles: dict[int, np.ndarray], workdir: Path
+    original: np.ndarray, payload: int, tiles: dict[str, np.ndarray], workdir: Path
 ) -> dict[str, dict[str, object]]:
     """Each removal on the clip as published (CRF 18), re-encoded at CRF 23 and read again; PSNR
-    against the unmarked original, beside the published clip's own."""
-    own = chip_pattern(attacker_fold(received))
+    against the unmarked original, beside the published clip's own. The one-layout row attacks a
+    copy marked in layout 0, the layout its estimation corpus used."""
+    published = {}
+    for variant in (None, 0):
+        embedder = WatermarkEmbedder(payload, BENCH_KEY, variant=variant)
+        published[variant] = h264_roundtrip(np.stack([embedder.embed(f) for f in original]), 18, workdir)
+    own = chip_pattern(attacker_fold(published[None]))
     attempts = {
-        "public-sync": (watermark._layout(LEGACY_KEY, 0).sync, 1.0),
-        **{f"estimate-{n}": (tiles[n], 1.0) for n in ESTIMATION_SIZES if n in tiles},
-        "self-estimate": (own, 1.0),
-        "self-estimate-x2": (own, 2.0),
+        "public-sync": (watermark._layout(LEGACY_KEY, 0).sync, 1.0, None),
+        **{name: (tile, 1.0, 0 if name.endswith("one-layout") else None) for name, tile in tiles.items()},
+        "self-estimate": (own, 1.0, None),
+        "self-estimate-x2": (own, 2.0, None),
     }
-    published_psnr = psnr(original, received)
     out = {}
-    for name, (tile, amplitude) in attempts.items():
-        attacked = subtract_tile(received, tile, amplitude)
+    for name, (tile, amplitude, variant) in attempts.items():
+        attacked = subtract_tile(published[variant], tile, amplitude)
         reading, seconds = timed_extract(h264_roundtrip(attacked, 23, workdir))
         out[name] = {
             **reading_record(reading, payload, seconds),
             "psnr_db": round(psnr(original, attacked), 3),
-            "psnr_cost_db": round(published_psnr - psnr(original, attacked), 3),
+            "psnr_cost_db": round(psnr(original, published[variant]) - psnr(original, attacked), 3),
         }
     return out
 
@@ -507,7 +521,7 @@ def bench_marked(
     frames: int,
     seed: int,
     workdir: Path,
-    tiles: dict[int, np.ndarray] | None = None,
+    tiles: dict[str, np.ndarray] | None = None,
 ) -> list[dict]:
     """Embed, attack and extract every clip of one resolution; one record per clip."""
     width, height = RESOLUTIONS[res]
@@ -526,7 +540,7 @@ def bench_marked(
         for name, crf in (("none", 18), ("crf23", 23), ("crf28", 28)):
             decoded = h264_roundtrip(marked, crf, workdir)
             if name == "none" and tiles is not None:
-                removals = bench_removals(clip, decoded, payload, tiles, workdir)
+                removals = bench_removals(clip, payload, tiles, workdir)
             reading, seconds = timed_extract(decoded)
             readings[name] = reading_record(reading, payload, seconds)
             if name == "crf23":
@@ -710,7 +724,9 @@ def summarize(marked: list[dict], unmarked: list[dict], riva: dict, frames: int)
         }
     pooled = {a: 100.0 * float(np.mean([r["attacks"][a]["exact"] for r in marked])) for a in ATTACKS}
     false_payloads = sum(r["payload"] is not None for r in unmarked)
-    wrong_marked = sum(r["attacks"][a]["wrong_payload"] for r in marked for a in ATTACKS)
+    wrong_marked = sum(r["attacks"][a]["wrong_payload"] for r in marked for a in ATTACKS) + sum(
+        x["wrong_payload"] for r in marked for x in r.get("removals", {}).values()
+    )
     targets = []
     for attack in TARGET_ATTACKS:
         for res, agg in per_res.items():
@@ -771,6 +787,7 @@ def summarize(marked: list[dict], unmarked: list[dict], riva: dict, frames: int)
             removal_rows[name] = {
                 "clips": len(got),
                 "exact_pct": 100.0 * float(np.mean([g["exact"] for g in got])),
+                "wrong_payloads": int(sum(g["wrong_payload"] for g in got)),
                 "min_sync_z": float(min(g["sync_z"] for g in got)),
                 "psnr_db": float(np.mean([g["psnr_db"] for g in got])),
                 "cost_db": float(np.mean([g["psnr_cost_db"] for g in got])),
@@ -962,12 +979,13 @@ def report(
     if removal_rows:
         out.append(
             table(
-                ["attack", "clips", "payload exact %", "min sync z", "PSNR dB", "cost dB (vs published)"],
+                ["attack", "clips", "payload exact %", "wrong payloads", "min sync z", "PSNR dB", "cost dB"],
                 [
                     [
                         name,
                         agg["clips"],
                         f"{agg['exact_pct']:.1f}",
+                        agg["wrong_payloads"],
                         agg["min_sync_z"],
                         agg["psnr_db"],
                         agg["cost_db"],

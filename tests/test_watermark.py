@@ -21,14 +21,23 @@ def _through_h264(frames: np.ndarray, path: Path, crf: int) -> np.ndarray:
     return read_video(path).frames
 
 
-def _mark(frames: np.ndarray, payload: int = PAYLOAD, key: WatermarkKey = KEY, **kwargs) -> np.ndarray:
-    embedder = watermark.WatermarkEmbedder(payload, key, **kwargs)
+def _mark(
+    frames: np.ndarray, payload: int = PAYLOAD, key: WatermarkKey = KEY, variant: int = 0
+) -> np.ndarray:
+    """Marked frames, in a fixed layout so that every run reads the same numbers."""
+    embedder = watermark.WatermarkEmbedder(payload, key, variant=variant if key.variants > 1 else 0)
     return np.stack([embedder.embed(f) for f in frames])
 
 
 @pytest.fixture(scope="module")
 def marked_crf28(tmp_path_factory, astronaut_frames: np.ndarray) -> np.ndarray:
     return _through_h264(_mark(astronaut_frames), tmp_path_factory.mktemp("wm") / "m.mp4", crf=28)
+
+
+@pytest.fixture(scope="module")
+def marked_crf23(tmp_path_factory, astronaut_frames: np.ndarray) -> np.ndarray:
+    """Re-uploads are edited after one encode, as the benchmark does (CRF 23, then the edit)."""
+    return _through_h264(_mark(astronaut_frames), tmp_path_factory.mktemp("wm") / "m.mp4", crf=23)
 
 
 def test_embedding_is_invisible_enough(astronaut_frames: np.ndarray) -> None:
@@ -46,17 +55,17 @@ def test_payload_survives_h264_crf28(marked_crf28: np.ndarray) -> None:
     assert reading.to_dict()["key_id"] == KEY.key_id
 
 
-def test_payload_survives_half_resize_and_crop(marked_crf28: np.ndarray) -> None:
-    half = np.stack([cv2.resize(f, (128, 128), interpolation=cv2.INTER_AREA) for f in marked_crf28])
+def test_payload_survives_half_resize_and_crop(marked_crf23: np.ndarray) -> None:
+    half = np.stack([cv2.resize(f, (128, 128), interpolation=cv2.INTER_AREA) for f in marked_crf23])
     assert watermark.extract(half, READ).payload == PAYLOAD
-    cropped = marked_crf28[:, 13:243, 13:243]  # 10% crop: 90% of each side kept
+    cropped = marked_crf23[:, 13:243, 13:243]  # 10% crop: 90% of each side kept
     reading = watermark.extract(cropped, READ)
     assert reading.payload == PAYLOAD
     assert abs(reading.scale - 0.9) < 0.02
 
 
-def test_payload_survives_a_horizontal_flip(marked_crf28: np.ndarray) -> None:
-    reading = watermark.extract(np.ascontiguousarray(marked_crf28[:, :, ::-1]), READ)
+def test_payload_survives_a_horizontal_flip(marked_crf23: np.ndarray) -> None:
+    reading = watermark.extract(np.ascontiguousarray(marked_crf23[:, :, ::-1]), READ)
     assert reading.payload == PAYLOAD and reading.mirrored
 
 
@@ -76,16 +85,16 @@ def test_payload_survives_a_small_rotation(
     assert abs(reading.angle - degrees) <= 0.5
 
 
-def test_payload_survives_letterbox_bars(marked_crf28: np.ndarray) -> None:
+def test_payload_survives_letterbox_bars(marked_crf23: np.ndarray) -> None:
     """A square clip padded to 16:9 (pillarbox) and a 16:9 frame padded to 4:3 (letterbox)."""
-    count, height, width = marked_crf28.shape[:3]
+    count, height, width = marked_crf23.shape[:3]
     pillar = np.zeros((count, height, round(height * 16 / 9), 3), np.uint8)
     left = (pillar.shape[2] - width) // 2
-    pillar[:, :, left : left + width] = marked_crf28
+    pillar[:, :, left : left + width] = marked_crf23
     reading = watermark.extract(pillar, READ)
     assert reading.payload == PAYLOAD
     letter = np.full((count, height + 120, width, 3), 16, np.uint8)
-    letter[:, 60 : 60 + height] = marked_crf28
+    letter[:, 60 : 60 + height] = marked_crf23
     assert watermark.extract(letter, READ).payload == PAYLOAD
 
 
@@ -107,6 +116,18 @@ def test_outputs_vary_their_layout(astronaut_frames: np.ndarray) -> None:
     sync_a, sync_b = watermark._layout(KEY, 0).sync.ravel(), watermark._layout(KEY, 5).sync.ravel()
     assert abs(float(sync_a @ sync_b)) / float(np.abs(sync_a).sum()) < 0.1
     assert watermark.extract(a, READ).payload == 1 and watermark.extract(b, READ).payload == 2
+
+
+def test_an_inverted_pattern_reads_its_own_payload_or_none(astronaut_frames: np.ndarray) -> None:
+    """Subtracting an estimate of the pattern too strongly leaves it inverted. Its chips' side lobe
+    once passed for the sync and decoded a wrong payload (benchmark: estimation attack, one layout);
+    now the deepest peak of either sign is the sync, and the data is read in whichever sense decodes."""
+    sync = watermark._layout(KEY, 3).sync
+    for inverted_tile in ("sync only", "sync and data"):
+        embedder = watermark.WatermarkEmbedder(PAYLOAD, KEY, variant=3)
+        embedder._tile = embedder._tile - 2 * sync if inverted_tile == "sync only" else -embedder._tile
+        reading = watermark.extract(np.stack([embedder.embed(f) for f in astronaut_frames]), READ)
+        assert reading.inverted and reading.payload == PAYLOAD, inverted_tile
 
 
 def test_outputs_of_the_public_layout_still_read(
@@ -164,5 +185,5 @@ def test_small_unmarked_clips_stay_unmarked_and_marked_ones_read(size: int) -> N
     clips = [photo_pan(10_000 + i, 12, size) for i in range(12)]
     readings = [watermark.extract(list(clip), READ) for clip in clips]
     assert all(r.payload is None for r in readings)
-    assert max(r.sync_z for r in readings) < 6.5
+    assert max(r.sync_z for r in readings) < watermark._detection_z(READ) - 1.0  # a clear margin
     assert watermark.extract(list(_mark(clips[0], 4242)), READ).payload == 4242

@@ -64,7 +64,7 @@ SCALES = tuple(np.round(np.arange(1.0, 0.795, -0.005), 4))
 VARIANTS = 8
 MAX_ANGLE = 5.0
 ANGLES = tuple(a for a in np.round(np.arange(-MAX_ANGLE, MAX_ANGLE + 0.01, 0.5), 2) if a != 0)
-ROTATED_SCALES = tuple(np.round(np.arange(1.0, 0.795, -0.01), 3))
+ROTATED_SCALES = tuple(np.round(np.arange(1.0, 0.795, -0.02), 3))
 REFINED_ROTATIONS = 3  # best coarse rotations re-read from the frames themselves
 BAR_STD = 3.0  # a row or column whose pixels vary less than this (luma levels) is a bar
 KEY_BYTES = 32
@@ -282,6 +282,7 @@ class WatermarkReading:
     angle: float = 0.0  # degrees the pattern was found rotated by
     mirrored: bool = False
     bars_cut: bool = False
+    inverted: bool = False  # the sync found negative: the pattern was subtracted too strongly
 
     @property
     def confidence(self) -> float:
@@ -301,6 +302,7 @@ class WatermarkReading:
             "angle": self.angle,
             "mirrored": self.mirrored,
             "bars_cut": self.bars_cut,
+            "inverted": self.inverted,
             "corrected_bits": self.corrected_bits,
             "frames_used": self.frames_used,
         }
@@ -360,11 +362,17 @@ class _Peak:
     angle: float = 0.0
     mirrored: bool = False
     bars_cut: bool = False
+    inverted: bool = False
 
 
 def _correlate(folded: np.ndarray, keys: Sequence[WatermarkKey], peak: _Peak, **where: object) -> None:
     """Circular cross-correlation of a folded residual, as it is and mirrored, with the sync of every
-    variant of every key; ``peak`` keeps the highest z-score seen (with where it was found)."""
+    variant of every key; ``peak`` keeps the highest z-score seen (with where it was found).
+
+    Two-sided: a pattern subtracted more strongly than it was added leaves the sync *inverted*, and
+    the high-passed chips then put a positive side lobe one chip away from the negative peak (measured:
+    z +9.4 beside -15.7). Taking that side lobe for the sync decoded a wrong payload; the deepest peak
+    of either sign is the sync."""
     for mirrored in (False, True):
         tile = folded[:, ::-1] if mirrored else folded
         spectrum = np.fft.rfft2(tile)
@@ -372,12 +380,25 @@ def _correlate(folded: np.ndarray, keys: Sequence[WatermarkKey], peak: _Peak, **
             for variant in range(key.variants):
                 surface = np.fft.irfft2(spectrum * _layout(key, variant).sync_fft, s=tile.shape)
                 std = float(surface.std()) or 1e-9
-                index = int(np.argmax(surface))
-                z = (float(surface.flat[index]) - float(surface.mean())) / std
+                mean = float(surface.mean())
+                high, low = int(np.argmax(surface)), int(np.argmin(surface))
+                z_high, z_low = (
+                    (float(surface.flat[high]) - mean) / std,
+                    (mean - float(surface.flat[low])) / std,
+                )
+                inverted = z_low > z_high
+                z = max(z_high, z_low)
                 if z > peak.z:
-                    shift = divmod(index, TILE)
+                    shift = divmod(low if inverted else high, TILE)
                     peak.__dict__.update(
-                        z=z, shift=shift, folded=tile, key=key, variant=variant, mirrored=mirrored, **where
+                        z=z,
+                        shift=shift,
+                        folded=tile,
+                        key=key,
+                        variant=variant,
+                        mirrored=mirrored,
+                        inverted=inverted,
+                        **where,
                     )
 
 
@@ -385,7 +406,8 @@ def _search_trials(keys: Sequence[WatermarkKey]) -> int:
     """Every correlation peak the whole search may look at: the union bound's multiplier."""
     layouts = 2 * sum(key.variants for key in keys)  # x2: mirrored or not
     geometries = len(SCALES) + len(ANGLES) * len(ROTATED_SCALES)
-    return 2 * geometries * layouts * TILE * TILE  # x2: whole frame, then with bars cut
+    # x2: whole frame, then with bars cut; x2: peaks of either sign
+    return 2 * 2 * geometries * layouts * TILE * TILE
 
 
 def _detection_z(keys: Sequence[WatermarkKey]) -> float:
@@ -465,13 +487,19 @@ def _refine_rotation(
     frames: list[np.ndarray], base_shape: tuple[int, int], angle: float, scale: float
 ) -> np.ndarray:
     """Fold the frames turned back *before* high-passing: turning a residual blurs the chip edges it
-    holds (measured: sync z 11.0 unturned, 7.9 turned back as a residual, at 256 px CRF 28 + 5 deg)."""
+    holds. Frames smaller than the grid are turned at their own size and their residual enlarged,
+    as :func:`_work_residual` does (enlarging the frames themselves would fake sync)."""
     matrix, size = _rotation(base_shape, angle, scale)
     base_h, base_w = base_shape
+    factor = min(1.0, frames[0].shape[0] / base_h)  # frame pixels per grid pixel, at most 1
+    own_matrix = matrix * np.array([[1.0, 1.0, factor], [1.0, 1.0, factor]])
+    own_size = (max(1, round(size[0] * factor)), max(1, round(size[1] * factor)))
     acc = np.zeros((size[1], size[0]), np.float32)
     for frame in frames:
-        work = cv2.resize(frame, (base_w, base_h), interpolation=cv2.INTER_AREA)
-        acc += _residual(cv2.warpAffine(work, matrix, size, flags=cv2.INTER_LINEAR))
+        if factor == 1.0:
+            frame = cv2.resize(frame, (base_w, base_h), interpolation=cv2.INTER_AREA)
+        residual = _residual(cv2.warpAffine(frame, own_matrix, own_size, flags=cv2.INTER_CUBIC))
+        acc += residual if factor == 1.0 else cv2.resize(residual, size, interpolation=cv2.INTER_NEAREST)
     valid = cv2.warpAffine(np.ones(base_shape, np.float32), matrix, size, flags=cv2.INTER_NEAREST)
     return _fold(acc / len(frames) * valid, valid)
 
@@ -503,8 +531,6 @@ def extract(
         if peak.z >= threshold:
             return _reading(peak, keys, len(picks))
     for framing, base, bars_cut in bases:
-        if framing[0].shape[0] < base.shape[0]:
-            continue  # turning frames smaller than the grid would need enlarging them: see _work_residual
         for _, angle, scale in _scan_rotations(base, keys, bars_cut)[:REFINED_ROTATIONS]:
             folded = _refine_rotation(framing, base.shape, angle, scale)
             _correlate(folded, keys, peak, scale=scale, angle=angle, bars_cut=bars_cut)
@@ -536,7 +562,9 @@ def _reading(peak: _Peak, keys: Sequence[WatermarkKey], frames_used: int) -> Wat
             weights=(aligned * layout.data_sign)[on_data],
             minlength=layout.code_bits,
         )
-        payload, corrected = _decode_soft(soft)
+        payload, corrected, cost = _decode_soft(soft)
+        if peak.inverted:  # the data may be inverted with the sync or not: read it both ways
+            payload, corrected = _clearer_sense((payload, corrected, cost), _decode_soft(-soft), soft)
     detected = bound <= MAX_FALSE_POSITIVE and payload is not None
     return WatermarkReading(
         payload=payload if detected else None,
@@ -551,7 +579,22 @@ def _reading(peak: _Peak, keys: Sequence[WatermarkKey], frames_used: int) -> Wat
         angle=peak.angle,
         mirrored=peak.mirrored,
         bars_cut=peak.bars_cut,
+        inverted=peak.inverted,
     )
+
+
+def _clearer_sense(
+    upright: tuple[int | None, int | None, float],
+    flipped: tuple[int | None, int | None, float],
+    soft: np.ndarray,
+) -> tuple[int | None, int | None]:
+    """Of the data read as it is and inverted, the one that decodes with clearly less soft weight
+    changed (by two average bits); when both decode about as well, neither counts. A complement lies
+    a few bits from another codeword (measured: 7), so "both decode" happens and must not pick blindly."""
+    (best, best_corrected, best_cost), (_, _, other_cost) = sorted((upright, flipped), key=lambda r: r[2])
+    if best is None or other_cost - best_cost < 2 * float(np.mean(np.abs(soft))):
+        return None, None
+    return best, best_corrected
 
 
 def _bch_decode(bits: np.ndarray) -> int | None:
@@ -568,12 +611,13 @@ def _bch_decode(bits: np.ndarray) -> int | None:
     return int.from_bytes(data, "big")
 
 
-def _decode_soft(soft: np.ndarray) -> tuple[int | None, int | None]:
+def _decode_soft(soft: np.ndarray) -> tuple[int | None, int | None, float]:
     """Chase-II soft-decision decoding: BCH-decode the hard decision with every combination of
     the ``CHASE_BITS`` least reliable bits flipped, and keep the codeword closest to the soft
     values. Measured: recovers most clips with 6-8 bit errors, where plain BCH stops at 5.
 
-    Returns (payload, bits that differ from the hard decision) or (None, None).
+    Returns (payload, bits that differ from the hard decision, their total soft weight), or
+    (None, None, inf).
     """
     hard = (soft > 0).astype(np.uint8)
     weakest = np.argsort(np.abs(soft))[:CHASE_BITS]
@@ -591,5 +635,5 @@ def _decode_soft(soft: np.ndarray) -> tuple[int | None, int | None]:
         if best is None or cost < best[0]:
             best = (cost, payload, int(differs.sum()))
     if best is None:
-        return None, None
-    return best[1], best[2]
+        return None, None, math.inf
+    return best[1], best[2], best[0]
