@@ -458,30 +458,30 @@ def estimation_tiles(frames: int, seed: int, largest: int) -> dict[str, np.ndarr
 
 
 def bench_removals(
-    original: np.ndarray, payload: int, tiles: dict[str, np.ndarray], workdir: Path
+    original: np.ndarray, payload: int, variant: int, tiles: dict[str, np.ndarray], workdir: Path
 ) -> dict[str, dict[str, object]]:
     """Each removal on the clip as published (CRF 18), re-encoded at CRF 23 and read again; PSNR
     against the unmarked original, beside the published clip's own. The one-layout row attacks a
     copy marked in layout 0, the layout its estimation corpus used."""
     published = {}
-    for variant in (None, 0):
-        embedder = WatermarkEmbedder(payload, BENCH_KEY, variant=variant)
-        published[variant] = h264_roundtrip(np.stack([embedder.embed(f) for f in original]), 18, workdir)
-    own = chip_pattern(attacker_fold(published[None]))
+    for layout in (variant, 0):
+        embedder = WatermarkEmbedder(payload, BENCH_KEY, variant=layout)
+        published[layout] = h264_roundtrip(np.stack([embedder.embed(f) for f in original]), 18, workdir)
+    own = chip_pattern(attacker_fold(published[variant]))
     attempts = {
-        "public-sync": (watermark._layout(LEGACY_KEY, 0).sync, 1.0, None),
-        **{name: (tile, 1.0, 0 if name.endswith("one-layout") else None) for name, tile in tiles.items()},
-        "self-estimate": (own, 1.0, None),
-        "self-estimate-x2": (own, 2.0, None),
+        "public-sync": (watermark._layout(LEGACY_KEY, 0).sync, 1.0, variant),
+        **{name: (tile, 1.0, 0 if name.endswith("one-layout") else variant) for name, tile in tiles.items()},
+        "self-estimate": (own, 1.0, variant),
+        "self-estimate-x2": (own, 2.0, variant),
     }
     out = {}
-    for name, (tile, amplitude, variant) in attempts.items():
-        attacked = subtract_tile(published[variant], tile, amplitude)
+    for name, (tile, amplitude, layout) in attempts.items():
+        attacked = subtract_tile(published[layout], tile, amplitude)
         reading, seconds = timed_extract(h264_roundtrip(attacked, 23, workdir))
         out[name] = {
             **reading_record(reading, payload, seconds),
             "psnr_db": round(psnr(original, attacked), 3),
-            "psnr_cost_db": round(psnr(original, published[variant]) - psnr(original, attacked), 3),
+            "psnr_cost_db": round(psnr(original, published[layout]) - psnr(original, attacked), 3),
         }
     return out
 
@@ -531,7 +531,10 @@ def bench_marked(
         clip = render_clip(spec, width, height, frames)
         payload = int(rng.integers(0, 2**32))
         start = time.perf_counter()
-        embedder = WatermarkEmbedder(payload, BENCH_KEY)  # pattern built on the first frame: part of the cost
+        variant = int(rng.integers(0, watermark.VARIANTS))  # drawn here, so that runs repeat
+        embedder = WatermarkEmbedder(
+            payload, BENCH_KEY, variant
+        )  # pattern built on frame 1: part of the cost
         marked = np.stack([embedder.embed(frame) for frame in clip])
         embed_s = time.perf_counter() - start
 
@@ -540,7 +543,7 @@ def bench_marked(
         for name, crf in (("none", 18), ("crf23", 23), ("crf28", 28)):
             decoded = h264_roundtrip(marked, crf, workdir)
             if name == "none" and tiles is not None:
-                removals = bench_removals(clip, payload, tiles, workdir)
+                removals = bench_removals(clip, payload, variant, tiles, workdir)
             reading, seconds = timed_extract(decoded)
             readings[name] = reading_record(reading, payload, seconds)
             if name == "crf23":
