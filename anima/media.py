@@ -17,7 +17,7 @@ import os
 import stat
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -61,7 +61,11 @@ QUICKTIME_BOXES = (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 EBML_DOCTYPE = b"\x42\x82"
 
-av.logging.set_level(av.logging.PANIC)
+# FFmpeg's own log callback, silenced: PyAV's Python callback (``set_level`` with a level) makes
+# every decoder thread take the GIL to log, and a frame-threaded decoder closed early then
+# deadlocks, its threads waiting for the GIL that the closing thread holds while it joins them.
+av.logging.set_level(None)
+av.logging.set_libav_level(av.logging.PANIC)
 
 
 @dataclass
@@ -282,26 +286,38 @@ def probe_video(path: Path) -> VideoInfo:
         return VideoInfo(width, height, Fraction(rate), frames, stream.codec_context.name)
 
 
-def _iter_webp_frames(path: Path) -> Iterator[np.ndarray]:
+def _decoding_threads() -> str:
+    """Frame threads (several frames decoded at once) unless a Python log callback is installed
+    (torchvision installs one on import): then a decoder closed early could deadlock, see above."""
+    return "AUTO" if av.logging.get_level() is None else "SLICE"
+
+
+def _decode_webp(path: Path, wanted: Collection[int] | None) -> Iterator[tuple[int, np.ndarray | None]]:
     with _open_image(path) as image:
         frames = getattr(image, "n_frames", 1)
         _check_length(path, frames, image.width, image.height, animation=True)
         try:
             for index in range(frames):
-                image.seek(index)
-                yield np.asarray(image.convert("RGB"))
+                if wanted is None or index in wanted:  # Pillow seeks by index: the others are skipped
+                    image.seek(index)
+                    yield index, np.asarray(image.convert("RGB"))
+                else:
+                    yield index, None
         except (OSError, EOFError) as exc:
             raise MediaError(f"{path}: video data is corrupt ({exc.__class__.__name__})") from None
 
 
-def iter_frames(path: Path) -> Iterator[np.ndarray]:
-    """Decode a video frame by frame as RGB arrays (constant memory)."""
-    path = Path(path)
+def _decode(path: Path, wanted: Collection[int] | None = None) -> Iterator[tuple[int, np.ndarray | None]]:
+    """Every decoded frame's index and the frame as RGB; with ``wanted``, the frame only at those
+    indices (None elsewhere: decoded, not converted), and decoding stops after the last one wanted.
+    All of Anima's decoding passes here."""
     if _is_webp(path):
-        yield from _iter_webp_frames(path)
+        yield from _decode_webp(path, wanted)
         return
+    last = max(wanted, default=-1) if wanted is not None else None
     with _open_video(path) as container:
         stream = container.streams.video[0]
+        stream.thread_type = _decoding_threads()
         count = 0
         try:
             for frame in container.decode(stream):
@@ -310,11 +326,21 @@ def iter_frames(path: Path) -> Iterator[np.ndarray]:
                 count += 1
                 if count > MAX_FRAMES:
                     raise MediaError(f"{path}: more than {MAX_FRAMES} frames")
-                yield frame.to_ndarray(format="rgb24")
+                keep = wanted is None or count - 1 in wanted
+                yield count - 1, frame.to_ndarray(format="rgb24") if keep else None
+                if last is not None and count > last:
+                    break
         except av.error.FFmpegError as exc:
             raise MediaError(f"{path}: video data is corrupt ({exc.__class__.__name__})") from None
         if count == 0:
             raise MediaError(f"{path}: video has no decodable frames")
+
+
+def iter_frames(path: Path) -> Iterator[np.ndarray]:
+    """Decode a video frame by frame as RGB arrays (constant memory)."""
+    for _, frame in _decode(Path(path)):
+        assert frame is not None  # every frame is wanted
+        yield frame
 
 
 def read_video(path: Path) -> Video:
@@ -357,21 +383,48 @@ def probe(path: Path) -> MediaInfo:
     return MediaInfo(mime, info.width, info.height, info.num_frames)
 
 
-def sample_frames(path: Path, count: int) -> tuple[list[np.ndarray], int]:
-    """Up to ``count`` frames spread evenly over a video or animation (the one picture of a still),
-    and the number of frames the file holds; the file is known by its content."""
+@dataclass(frozen=True)
+class Sample:
+    """Frames spread evenly over a file, from one pass: what verify, the detector and a scan's
+    thumbnail look at."""
+
+    info: MediaInfo
+    frames: list[np.ndarray]
+    indices: list[int]  # of each frame in the file
+    total: int  # frames the file holds
+
+    @property
+    def middle(self) -> np.ndarray:
+        """The sampled frame nearest the middle of the file."""
+        nearest = np.argmin([abs(index - self.total // 2) for index in self.indices])
+        return self.frames[int(nearest)]
+
+
+def sample(path: Path, count: int) -> Sample:
+    """Up to ``count`` frames spread evenly over a video or animation (the one picture of a still).
+    The file is known by its content and checked against every limit from its header first; then
+    it is decoded once, as far as the last sampled frame."""
     path = Path(path)
     info = probe(path)
     if info.is_still:
-        return [read_image(path)], 1
-    wanted = set(np.linspace(0, max(info.num_frames - 1, 0), count).round().astype(int))
-    frames = []
-    seen = 0
-    for index, frame in enumerate(iter_frames(path)):
+        return Sample(info, [read_image(path)], [0], 1)
+    wanted = set(np.linspace(0, max(info.num_frames - 1, 0), count).round().astype(int).tolist())
+    indices, frames, seen = [], [], 0
+    for index, frame in _decode(path, wanted):
         seen = index + 1
-        if index in wanted:
+        if frame is not None:
+            indices.append(index)
             frames.append(frame)
-    return frames, seen
+    # Every sampled frame found: the decoder stopped at the last one and the header's count holds;
+    # else the file ended before its header said.
+    total = info.num_frames if len(indices) == len(wanted) else seen
+    return Sample(info, frames, indices, total)
+
+
+def sample_frames(path: Path, count: int) -> tuple[list[np.ndarray], int]:
+    """:func:`sample`'s frames and the number of frames the file holds."""
+    sampled = sample(path, count)
+    return sampled.frames, sampled.total
 
 
 @contextmanager

@@ -48,6 +48,17 @@ ANIMA = str(Path(sys.executable).parent / "anima")  # the command installed besi
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "brick", "grass", "coins")
 
 
+def uploads_left(folder: Path, grace_s: float = 60.0) -> list[Path]:
+    """Upload files still on disk once the server has had ``grace_s`` to finish the requests whose
+    answers are already out (a folder is removed after the response is handed over)."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        left = [p for p in folder.rglob("*") if p.is_file()]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
 def build(folder: Path, clips: int, size: int, frames: int) -> tuple[Path, list[tuple[Path, str, str]]]:
     """A home with a signing identity and ``clips`` stamped clips: (path, stamp id, sha256) each."""
     home = folder / "home"
@@ -199,7 +210,7 @@ def main() -> None:
             wall = time.perf_counter() - start
             watch.done.set()
             watch.join()
-            leftovers = [p for p in tmp.rglob("*") if p.is_file()]
+            leftovers = uploads_left(tmp)
         finally:
             server.terminate()
             server.wait(30)

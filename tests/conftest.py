@@ -101,6 +101,15 @@ def clip(tmp_path_factory: pytest.TempPathFactory, astronaut_frames: np.ndarray)
 
 
 @pytest.fixture(scope="session")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two seconds: what re-upload tests stamp, so that a second encode at CRF 28 leaves the watermark
+    a clear margin whatever the random key and layout (24 frames read 17 of 24 key/layout pairs)."""
+    path = tmp_path_factory.mktemp("clips") / "astronaut-long.mp4"
+    write_video(path, camera_pan(data.astronaut(), frames=48, size=256), fps=24, crf=18)
+    return path
+
+
+@pytest.fixture(scope="session")
 def still(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("stills") / "coffee.png"
     cv2.imwrite(str(path), cv2.cvtColor(cv2.resize(data.coffee(), (384, 256)), cv2.COLOR_RGB2BGR))

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import event
 
 import anima
-from anima import Anima, GateReason, Verdict
-from anima.api.core import ScanWork, _worker_anima
+from anima import Anima, GateReason, Verdict, media
+from anima.api.core import ScanWork, _scan_worker
 from anima.errors import AnimaError, BadInput
 from anima.ledger import Ledger
 from anima.ledger.models import Base
@@ -122,7 +122,30 @@ def test_ledger_tables_are_created_once_per_database(tmp_path: Path) -> None:
 def test_a_scan_worker_builds_its_anima_once(settings) -> None:
     work = ScanWork(str(settings.home), settings.database_url, (), str(Anima().detector_dir))
     assert pickle.loads(pickle.dumps(work)) == work
-    assert _worker_anima(work) is _worker_anima(pickle.loads(pickle.dumps(work)))
+    assert _scan_worker(work) is _scan_worker(pickle.loads(pickle.dumps(work)))
+
+
+def test_a_scan_worker_reads_its_keys_once_and_each_file_once(
+    settings, clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys, decodes = [], []
+    reading_keys, decode = Anima.reading_keys, media._decode
+
+    def counted_keys(self: Anima, extra=()):
+        keys.append(extra)
+        return reading_keys(self, extra)
+
+    def counted_decode(path: Path, wanted=None):
+        decodes.append(path)
+        return decode(path, wanted)
+
+    monkeypatch.setattr(Anima, "reading_keys", counted_keys)
+    monkeypatch.setattr(media, "_decode", counted_decode)
+    _scan_worker.cache_clear()
+    work = ScanWork(str(settings.home), settings.database_url, (), str(Anima().detector_dir))
+    rows = [work(str(clip)) for _ in range(3)]
+    assert len(keys) == 1 and len(decodes) == 3  # one decode per file: hash, watermark, detector, thumbnail
+    assert all(row["thumbnail"] and row["frames"] == 24 for row in rows)
 
 
 def _raised_texts(path: Path) -> list[str]:

@@ -150,7 +150,7 @@ def test_content_of_no_readable_kind_is_one_clear_line(tmp_path: Path, name: str
     assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
 
 
-def _no_decoding(path: Path) -> None:
+def _no_decoding(path: Path, wanted: object = None) -> None:
     raise AssertionError("frames were decoded before the limits were checked")
 
 
@@ -165,7 +165,7 @@ def test_a_gif_of_thousands_of_frames_on_a_huge_screen_is_refused_before_decodin
     data = bytearray(path.read_bytes())
     data[6:10] = struct.pack("<HH", 8192, 8192)  # the logical screen descriptor
     path.write_bytes(bytes(data))
-    monkeypatch.setattr(media, "iter_frames", _no_decoding)
+    monkeypatch.setattr(media, "_decode", _no_decoding)
     with pytest.raises(MediaError, match="2000 frames of 8192x8192 is over the limit"):
         media.sample_frames(path, 8)
     data[6:10] = struct.pack("<HH", 9000, 9000)
@@ -178,7 +178,7 @@ def test_a_gif_of_thousands_of_frames_on_a_huge_screen_is_refused_before_decodin
 def test_frame_and_pixel_limits_hold_for_every_container(
     encoded: dict[str, Path], monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    monkeypatch.setattr(media, "iter_frames", _no_decoding)
+    monkeypatch.setattr(media, "_decode", _no_decoding)
     monkeypatch.setattr(media, "MAX_FRAMES", 23)
     with pytest.raises(MediaError, match="more than 23 frames"):
         media.sample_frames(encoded[name], 8)
@@ -189,3 +189,64 @@ def test_frame_and_pixel_limits_hold_for_every_container(
             media.probe(encoded[name])
     else:
         assert media.probe(encoded[name]).num_frames == 24
+
+
+# ---------------------------------------------------------------- one threaded decode per file
+
+EARLY_CLOSES = """
+import sys
+from pathlib import Path
+from anima import media
+assert media._decoding_threads() == "AUTO"
+path = Path(sys.argv[1])
+for round in range(int(sys.argv[2])):
+    for index, _ in media._decode(path, {round % 9}):  # a frame-threaded decoder closed early
+        pass
+    frames = media.iter_frames(path)
+    next(frames)
+    frames.close()  # a generator abandoned after one frame
+print("closed", flush=True)
+"""
+
+
+def test_a_threaded_decoder_closed_early_many_times_never_hangs(tmp_path: Path) -> None:
+    """The hang that once made decoding single-threaded: PyAV's Python log callback made FFmpeg's
+    frame threads wait for the GIL while the closing thread held it, joining them."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "noise.mp4"
+    rng = np.random.default_rng(0)
+    media.write_video(path, rng.integers(0, 256, (40, 240, 320, 3), dtype=np.uint8), fps=24, crf=30)
+    done = subprocess.run(
+        [sys.executable, "-c", EARLY_CLOSES, str(path), "150"], capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0 and done.stdout == "closed\n", done.stderr[-2000:]
+
+
+def test_a_python_log_callback_turns_frame_threads_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert media._decoding_threads() == "AUTO"
+    monkeypatch.setattr(av.logging, "get_level", lambda: av.logging.ERROR)  # as torchvision sets it
+    assert media._decoding_threads() == "SLICE"
+
+
+@pytest.mark.parametrize("name", ["mov-h264", "webm-vp9", "gif", "webp"])
+def test_sample_decodes_once_and_converts_only_the_sampled_frames(
+    encoded: dict[str, Path], monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    decodes = []
+    decode = media._decode
+
+    def counted(path: Path, wanted: object = None):
+        decodes.append(wanted)
+        yield from decode(path, wanted)
+
+    monkeypatch.setattr(media, "_decode", counted)
+    sampled = media.sample(encoded[name], 5)
+    assert decodes == [{0, 6, 12, 17, 23}] and sampled.indices == [0, 6, 12, 17, 23]
+    assert sampled.total == 24 and sampled.middle is sampled.frames[2]
+    seen = list(decode(encoded[name], {1, 3}))
+    assert [index for index, _ in seen][:4] == [0, 1, 2, 3]
+    if name != "webp":  # a video decoder stops after the last frame wanted (Pillow skips the rest)
+        assert len(seen) == 4
+    assert [frame is None for _, frame in seen][:4] == [True, False, True, False]

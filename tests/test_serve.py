@@ -39,8 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def stamped(studio: Anima, clip: Path, still: Path, tmp_path: Path) -> StampResult:
-    return studio.stamp(clip, tmp_path / "stamped.mp4", reference=still)
+def stamped(studio: Anima, long_clip: Path, still: Path, tmp_path: Path) -> StampResult:
+    return studio.stamp(long_clip, tmp_path / "stamped.mp4", reference=still)
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from anima.provenance.keys import identity_from_settings, init_identity
 
 
 @pytest.fixture
-def stamped(studio: Anima, settings: Settings, clip: Path, still: Path, tmp_path: Path) -> StampResult:
-    return studio.stamp(clip, tmp_path / "stamped.mp4", reference=still)
+def stamped(studio: Anima, settings: Settings, long_clip: Path, still: Path, tmp_path: Path) -> StampResult:
+    return studio.stamp(long_clip, tmp_path / "stamped.mp4", reference=still)
 
 
 def test_stamped_clip_verifies_as_anima_generated_and_trusted(
@@ -99,13 +99,13 @@ def test_reuploads_in_other_containers_are_traced_through_the_watermark(
         (tmp_path / name).mkdir()
         report = studio.verify(encode(frames, tmp_path / name, name))
         found[name] = (report.watermark.payload, report.manifest.present, report.verdict, report.frames)
-    assert found == {name: (stamped.payload, False, Verdict.ANIMA_GENERATED, 24) for name in CONTAINERS}
+    assert found == {name: (stamped.payload, False, Verdict.ANIMA_GENERATED, 48) for name in CONTAINERS}
 
 
 def test_a_gif_named_mp4_is_read_as_a_gif(studio: Anima, stamped: StampResult, tmp_path: Path) -> None:
     disguised = encode(read_video(stamped.output).frames, tmp_path, "gif").rename(tmp_path / "clip.mp4")
     report = studio.verify(disguised)
-    assert (report.frames, report.manifest.present, report.manifest.error) == (24, False, None)
+    assert (report.frames, report.manifest.present, report.manifest.error) == (48, False, None)
     assert report.watermark.payload == stamped.payload
 
 

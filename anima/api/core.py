@@ -241,17 +241,24 @@ class Anima:
         WebM, Matroska, AVI), an animated GIF or WebP, or a still, known by its content."""
         clip = Path(clip)
         # Known by its content, not its suffix; special files, sizes, frame and pixel counts refused
-        # from the header, before any evidence is read.
-        media.probe(clip)
-        anchors = [Path(a) for a in trust] + list(self.trust) + list(self.settings.trust_anchors)
-        marks = self.reading_keys(watermark_keys)
+        # from the header before any frame is decoded; then one decode, as far as the last sample.
+        sampled = media.sample(clip, SAMPLED_FRAMES)
+        return self._report(clip, sampled, self.trust_anchors(trust), self.reading_keys(watermark_keys))
+
+    def trust_anchors(self, extra: Sequence[str | Path] = ()) -> list[Path]:
+        """The CA certificates a signer is ``Trusted`` under: ``extra``, this instance's, the configured."""
+        return [Path(a) for a in extra] + list(self.trust) + list(self.settings.trust_anchors)
+
+    def _report(
+        self, clip: Path, sampled: media.Sample, anchors: list[Path], marks: list[WatermarkKey]
+    ) -> VerifyReport:
+        """The evidence on ``clip`` whose frames are ``sampled``, and its verdict."""
         manifest = read_manifest(clip, anchors)
-        frames, total = media.sample_frames(clip, SAMPLED_FRAMES)
         try:
-            reading: watermark.WatermarkReading | None = watermark.extract(frames, marks)
+            reading: watermark.WatermarkReading | None = watermark.extract(sampled.frames, marks)
         except ProvenanceError:
             reading = None  # frames below the watermark's minimum size
-        detector = score_frames(frames, self.detector_dir)
+        detector = score_frames(sampled.frames, self.detector_dir)
         row = (
             self.ledger.stamp_by_payload(reading.payload) if reading and reading.payload is not None else None
         )
@@ -273,7 +280,7 @@ class Anima:
             ledger=LedgerMatch.from_row(row) if row is not None else None,
             durable_manifest=row.manifest if (row is not None and not manifest.present) else None,
             detector=detector,
-            frames=total,
+            frames=sampled.total,
         )
 
     def reconcile(self, *, clean: bool = True) -> ReconcileReport:
@@ -491,16 +498,29 @@ class ScanWork:
     watermark_keys: tuple[str, ...] = ()
 
     def __call__(self, path: str) -> scan_engine.Row:
-        report = _worker_anima(self).verify(Path(path))
-        return scan_engine.file_result(report.to_dict(), report.stamp_id, report.frames, Path(path))
+        worker = _scan_worker(self)
+        sampled = media.sample(Path(path), SAMPLED_FRAMES)
+        report = worker.anima._report(Path(path), sampled, worker.anchors, worker.marks)
+        return scan_engine.file_result(report.to_dict(), report.stamp_id, report.frames, sampled.middle)
+
+
+@dataclass(frozen=True)
+class _ScanWorker:
+    """What a scan worker loads once: the deployment (its ledger and detector load on first use),
+    the trust anchors and the watermark keys."""
+
+    anima: Anima
+    anchors: list[Path]
+    marks: list[WatermarkKey]
 
 
 @functools.cache
-def _worker_anima(work: ScanWork) -> Anima:
-    return Anima(
+def _scan_worker(work: ScanWork) -> _ScanWorker:
+    anima = Anima(
         work.home,
         work.database_url,
         trust=work.trust,
         detector=work.detector,
         watermark_keys=work.watermark_keys,
     )
+    return _ScanWorker(anima, anima.trust_anchors(), anima.reading_keys())

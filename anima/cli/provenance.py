@@ -84,6 +84,8 @@ def _geometry(mark: WatermarkReading) -> str:
         edits.append(f"scaled {1 / mark.scale:.2f}x")
     if mark.bars_cut:
         edits.append("bars cut")
+    if mark.inverted:
+        edits.append("inverted (someone subtracted too much of it)")
     return f"; found {', '.join(edits)}" if edits else ""
 
 

@@ -11,10 +11,12 @@ of its frames' logits; Platt scaling (scikit-learn) turns scores into ``predict_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import numbers
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -28,13 +30,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted
 
+from anima.detect import runtime
+from anima.detect.runtime import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME, grid_patches, network_input
 from anima.errors import BadInput
 
 Clip = np.ndarray  # (frames, H, W, 3) uint8 RGB
 Augment = Callable[[Clip, np.random.Generator], Clip]
 Progress = Callable[[int, float], None]
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "detector.json"
 CLASSES = (0, 1)  # real, this generator's output
 
 
@@ -79,23 +81,8 @@ def _whole(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _patches(frames: np.ndarray, patch: int, per_frame: int) -> np.ndarray:
-    """``per_frame`` patches per frame on a fixed grid (deterministic), (N, patch, patch, 3); frames
-    smaller than a patch are padded by reflection."""
-    frames = np.asarray(frames)
-    height, width = frames.shape[1:3]
-    if height < patch or width < patch:
-        pad = ((0, 0), (0, max(0, patch - height)), (0, max(0, patch - width)), (0, 0))
-        frames = np.pad(frames, pad, mode="reflect")
-        height, width = frames.shape[1:3]
-    side = max(1, math.isqrt(per_frame))
-    ys = np.linspace(0, height - patch, side).round().astype(int)
-    xs = np.linspace(0, width - patch, side).round().astype(int)
-    return np.stack([frame[y : y + patch, x : x + patch] for frame in frames for y in ys for x in xs])
-
-
 def _tensor(patches: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(patches)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return torch.from_numpy(network_input(patches))
 
 
 class SyntheticVideoDetector(ClassifierMixin, BaseEstimator):
@@ -284,7 +271,7 @@ class SyntheticVideoDetector(ClassifierMixin, BaseEstimator):
     def _random_patch(self, frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         height, width = frame.shape[:2]
         if height < self.patch or width < self.patch:
-            return _patches(frame[None], self.patch, 1)[0]
+            return grid_patches(frame[None], self.patch, 1)[0]
         y = rng.integers(0, height - self.patch + 1)
         x = rng.integers(0, width - self.patch + 1)
         return frame[y : y + self.patch, x : x + self.patch]
@@ -311,7 +298,7 @@ class SyntheticVideoDetector(ClassifierMixin, BaseEstimator):
         """One logit per frame of one clip (the mean over its patches); higher means more likely ours."""
         self._require("network_")
         frames = _clip(frames, "frames")
-        logits = self.network_(_tensor(_patches(frames, self.patch, self.patches_per_frame)))[:, 0]
+        logits = self.network_(_tensor(grid_patches(frames, self.patch, self.patches_per_frame)))[:, 0]
         return logits.view(len(frames), -1).mean(dim=1).numpy()
 
     def decision_function(self, X: Sequence[Clip]) -> np.ndarray:
@@ -355,6 +342,8 @@ class SyntheticVideoDetector(ClassifierMixin, BaseEstimator):
             **(card or {}),
         }
         (partial / CONFIG_NAME).write_text(json.dumps(config, indent=2))
+        with contextlib.suppress(ImportError):  # no onnx installed: verify scores with torch
+            self.export_onnx(partial / ONNX_NAME, runtime.weights_sha256(partial))
         for card_file in folder.glob("*.md") if folder.is_dir() else ():  # hand-written cards stay
             shutil.copy2(card_file, partial / card_file.name)
         previous = folder.with_name(folder.name + ".old")
@@ -363,6 +352,29 @@ class SyntheticVideoDetector(ClassifierMixin, BaseEstimator):
             folder.replace(previous)
         partial.replace(folder)
         shutil.rmtree(previous, ignore_errors=True)
+
+    def export_onnx(self, path: Path, weights_sha256: str) -> None:
+        """The network as ONNX for :mod:`anima.detect.runtime` (inference without torch), any
+        number of patches a batch; ``weights_sha256`` names the ``model.safetensors`` it is."""
+        import onnx
+
+        self._require("network_")
+        example = torch.zeros(1, 3, self.patch, self.patch)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(
+                self.network_.eval(),
+                (example,),
+                str(path),
+                input_names=[runtime.INPUT_NAME],
+                output_names=["logits"],
+                dynamic_axes={runtime.INPUT_NAME: {0: "patches"}, "logits": {0: "patches"}},
+                opset_version=17,
+                dynamo=False,  # the torch.export-based exporter needs onnxscript, not installed
+            )
+        model = onnx.load(str(path))
+        onnx.helper.set_model_props(model, {runtime.WEIGHTS_SHA256: weights_sha256})
+        onnx.save(model, str(path))
 
     @classmethod
     def load(cls, folder: Path) -> SyntheticVideoDetector:

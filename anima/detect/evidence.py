@@ -1,5 +1,6 @@
-"""What the detector says about one clip, as evidence for a verdict (torch-free: the detector itself
-is imported only when a clip is scored)."""
+"""What the detector says about one clip, as evidence for a verdict (torch-free: the detector runs on
+onnxruntime, see :mod:`anima.detect.runtime`; torch is imported only for a detector folder without
+a current ``model.onnx``)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from anima.detect import runtime
+from anima.detect.runtime import DEFAULT_DETECTOR
+
 if TYPE_CHECKING:
     from anima.detect.classifier import SyntheticVideoDetector
-
-DEFAULT_DETECTOR = Path(__file__).resolve().parent.parent / "weights" / "anima-detector"
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,12 @@ def is_installed(folder: Path) -> bool:
 
 
 @functools.cache
-def load_detector(folder: Path) -> SyntheticVideoDetector:
-    """The detector saved in ``folder``, loaded once per process."""
+def load_detector(folder: Path) -> runtime.OnnxDetector | SyntheticVideoDetector:
+    """The detector saved in ``folder``, loaded once per process: on onnxruntime where the folder
+    has a current ONNX export, else on torch."""
+    exported = runtime.load(folder)
+    if exported is not None:
+        return exported
     from anima.detect.classifier import SyntheticVideoDetector
 
     return SyntheticVideoDetector.load(folder)

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from anima import media
 from anima.errors import AnimaError, BadInput
 from anima.scan import report
@@ -186,13 +188,13 @@ class Engine(Protocol):
 
 def _share_cores(workers: int) -> None:
     """Each worker's math libraries get their share of the cores: every torch and OpenCV pool
-    sized to the whole machine made 2 workers scan slower than 1 (1.9 against 4.5 files/s)."""
+    sized to the whole machine made 2 workers scan slower than 1 (1.9 against 4.5 files/s). The
+    detector's onnxruntime reads ``OMP_NUM_THREADS``; torch, should a worker load it, reads it too
+    (it is not imported here: a scan needs none)."""
     threads = max(1, (os.cpu_count() or 1) // workers)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import cv2
-    import torch
 
-    torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
 
 
@@ -404,10 +406,11 @@ def _new_row(path: str, sha256: str | None, result: Row) -> Row:
     }
 
 
-def file_result(verified: dict[str, Any], stamp_id: str | None, frames: int | None, path: Path) -> Row:
+def file_result(verified: dict[str, Any], stamp_id: str | None, frames: int | None, frame: np.ndarray) -> Row:
     """What a worker returns for one checked file: the verify report, the stamp it traces to, the
-    frame count and a thumbnail for the HTML report."""
-    return {"report": verified, "stamp_id": stamp_id, "frames": frames, "thumbnail": report.thumbnail(path)}
+    frame count and a thumbnail of ``frame`` (one of its frames) for the HTML report."""
+    thumbnail = report.thumbnail(frame)
+    return {"report": verified, "stamp_id": stamp_id, "frames": frames, "thumbnail": thumbnail}
 
 
 def audit_details(row: Row, out: Path) -> dict[str, Any]:

@@ -23,10 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
 from PIL import Image
-
-from anima import media
-from anima.errors import MediaError
 
 THUMB_SIDE = 120
 CSV_COLUMNS = (
@@ -61,23 +59,9 @@ OTHER_BADGE = "#374151"
 Row = dict[str, Any]
 
 
-def thumbnail(path: Path) -> str | None:
-    """A small JPEG of the middle frame (or the still), base64-encoded; None if it cannot be read.
-    Made in the worker, next to the decoding, so the report needs no second pass over the files."""
-    try:
-        if path.suffix.lower() in media.IMAGE_SUFFIXES:
-            frame = media.read_image(path)
-        else:
-            middle = media.probe_video(path).num_frames // 2
-            frames = media.iter_frames(path)
-            try:
-                for index, frame in enumerate(frames):  # noqa: B007 (the loop finds the frame)
-                    if index >= middle:
-                        break
-            finally:
-                frames.close()
-    except MediaError:
-        return None
+def thumbnail(frame: np.ndarray) -> str:
+    """A small JPEG of a frame (a scan's is the sampled frame nearest the middle, or the still),
+    base64-encoded. Made in the worker from frames verify already decoded: no second pass."""
     image = Image.fromarray(frame)
     image.thumbnail((THUMB_SIDE, THUMB_SIDE))
     buffer = io.BytesIO()
