@@ -50,10 +50,11 @@ PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "brick", "grass"
 
 def uploads_left(folder: Path, grace_s: float = 60.0) -> list[Path]:
     """Upload files still on disk once the server has had ``grace_s`` to finish the requests whose
-    answers are already out (a folder is removed after the response is handed over)."""
+    answers are already out. Only the server's upload root counts: libraries leave their own files
+    in the temp folder (a ``.ses`` file appeared there)."""
     deadline = time.monotonic() + grace_s
     while True:
-        left = [p for p in folder.rglob("*") if p.is_file()]
+        left = [p for p in folder.glob("anima-serve-*/**/*") if p.is_file()]  # the server's upload root
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.2)
@@ -232,6 +233,7 @@ def main() -> None:
         print(
             f"  server RSS after warm-up {warm_rss / 2**20:.0f} MiB, "
             f"peak under load {watch.peak / 2**20:.0f} MiB; uploads left on disk: {len(leftovers)}"
+            + (f" ({', '.join(str(p.relative_to(tmp)) for p in leftovers[:3])})" if leftovers else "")
         )
         cli_rate = cli_loop(home, clips, args.baseline)
         api_rate = api_loop(home, clips, args.baseline)

@@ -17,13 +17,13 @@ anima stamp samples/astronaut_pan.mp4 -o .demo/stamped.mp4 --reference samples/a
 step "verify it, trusting the demo studio's CA"
 anima verify .demo/stamped.mp4 --trust "$ANIMA_HOME/keys/ca.pem"
 
-step "re-upload: re-encode at CRF 28 and crop 10% (the manifest is lost)"
+step "re-upload: re-encode at CRF 23 and crop 10% (the manifest is lost)"
 python - <<'PY'
 from anima.media import read_video, write_video
 video = read_video(".demo/stamped.mp4")
 h, w = video.frames.shape[1:3]
 dy, dx = h // 20, w // 20
-write_video(".demo/reupload.mp4", video.frames[:, dy:h - dy, dx:w - dx], video.fps, crf=28)
+write_video(".demo/reupload.mp4", video.frames[:, dy:h - dy, dx:w - dx], video.fps, crf=23)
 PY
 anima verify .demo/reupload.mp4
 

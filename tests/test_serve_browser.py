@@ -69,8 +69,8 @@ def live_server(studio: Anima, settings: Settings) -> Iterator[str]:
 
 
 @pytest.fixture
-def stamped(studio: Anima, clip: Path, still: Path, tmp_path: Path) -> StampResult:
-    return studio.stamp(clip, tmp_path / "interview.mp4", reference=still)
+def stamped(studio: Anima, long_clip: Path, still: Path, tmp_path: Path) -> StampResult:
+    return studio.stamp(long_clip, tmp_path / "interview.mp4", reference=still)
 
 
 def _reencoded(path: Path, folder: Path) -> Path:
