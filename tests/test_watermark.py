@@ -187,3 +187,29 @@ def test_small_unmarked_clips_stay_unmarked_and_marked_ones_read(size: int) -> N
     assert all(r.payload is None for r in readings)
     assert max(r.sync_z for r in readings) < watermark._detection_z(READ) - 1.0  # a clear margin
     assert watermark.extract(list(_mark(clips[0], 4242)), READ).payload == 4242
+
+
+def test_subtracting_the_public_layout_does_not_hide_the_keyed_one(
+    tmp_path: Path, astronaut_frames: np.ndarray
+) -> None:
+    """The public sync is in the source, so an attacker can subtract it from a published clip (CRF 18)
+    and upload the result (CRF 23). That leaves the public layout's sync inverted as the strongest
+    peak; the keyed mark under it must still be read (it once was not: 41 of 44 benchmark clips)."""
+    published = _through_h264(_mark(astronaut_frames), tmp_path / "published.mp4", crf=18)
+    public = np.tile(watermark._layout(LEGACY_KEY, 0).sync, (2, 2))
+    mask = watermark.WatermarkEmbedder(0, KEY)._mask
+    attacked = np.stack(
+        [
+            np.clip(
+                f
+                - (
+                    watermark.STRENGTH * mask(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.float32)) * public
+                )[..., None],
+                0,
+                255,
+            )
+            for f in published.astype(np.float32)
+        ]
+    ).astype(np.uint8)
+    reading = watermark.extract(_through_h264(attacked, tmp_path / "attacked.mp4", crf=23), READ)
+    assert (reading.payload, reading.key_id) == (PAYLOAD, KEY.key_id)

@@ -366,9 +366,22 @@ class _Peak:
     inverted: bool = False
 
 
-def _correlate(folded: np.ndarray, keys: Sequence[WatermarkKey], peak: _Peak, **where: object) -> None:
+@dataclass
+class _Peaks:
+    """The highest sync peak seen for each key. Kept per key because subtracting the public layout's
+    sync leaves *its* inverted sync as the highest peak (benchmark: z 23.0) over a keyed mark whose
+    data still read with no bit wrong; reading only the overall best lost 41 of 44 such clips."""
+
+    by_key: dict[str, _Peak] = field(default_factory=dict)
+
+    @property
+    def z(self) -> float:
+        return max((peak.z for peak in self.by_key.values()), default=-math.inf)
+
+
+def _correlate(folded: np.ndarray, keys: Sequence[WatermarkKey], peaks: _Peaks, **where: object) -> None:
     """Circular cross-correlation of a folded residual, as it is and mirrored, with the sync of every
-    variant of every key; ``peak`` keeps the highest z-score seen (with where it was found).
+    variant of every key; ``peaks`` keeps each key's highest z-score (with where it was found).
 
     Two-sided: a pattern subtracted more strongly than it was added leaves the sync *inverted*, and
     the high-passed chips then put a positive side lobe one chip away from the negative peak (measured:
@@ -378,6 +391,7 @@ def _correlate(folded: np.ndarray, keys: Sequence[WatermarkKey], peak: _Peak, **
         tile = folded[:, ::-1] if mirrored else folded
         spectrum = np.fft.rfft2(tile)
         for key in keys:
+            peak = peaks.by_key.setdefault(key.key_id, _Peak())
             for variant in range(key.variants):
                 surface = np.fft.irfft2(spectrum * _layout(key, variant).sync_fft, s=tile.shape)
                 std = float(surface.std()) or 1e-9
@@ -449,13 +463,13 @@ def _base_residual(frames: list[np.ndarray]) -> tuple[np.ndarray, int, int]:
 
 
 def _scan_scales(
-    base: np.ndarray, height: int, width: int, keys: Sequence[WatermarkKey], peak: _Peak, bars_cut: bool
+    base: np.ndarray, height: int, width: int, keys: Sequence[WatermarkKey], peaks: _Peaks, bars_cut: bool
 ) -> None:
     base_h, base_w = base.shape
     for scale in SCALES:
         size = _work_size(height, width, float(scale))
         scaled = base if size == (base_h, base_w) else cv2.resize(base, (size[1], size[0]))
-        _correlate(_fold(scaled), keys, peak, scale=float(scale), angle=0.0, bars_cut=bars_cut)
+        _correlate(_fold(scaled), keys, peaks, scale=float(scale), angle=0.0, bars_cut=bars_cut)
 
 
 def _rotation(base_shape: tuple[int, int], angle: float, scale: float) -> tuple[np.ndarray, tuple[int, int]]:
@@ -478,9 +492,9 @@ def _scan_rotations(
             matrix, size = _rotation(base.shape, float(angle), float(scale))
             turned = cv2.warpAffine(base, matrix, size, flags=cv2.INTER_LINEAR)
             valid = cv2.warpAffine(ones, matrix, size, flags=cv2.INTER_LINEAR)
-            peak = _Peak()
-            _correlate(_fold(turned, valid), keys, peak)
-            found.append((peak.z, float(angle), float(scale)))
+            peaks = _Peaks()
+            _correlate(_fold(turned, valid), keys, peaks)
+            found.append((peaks.z, float(angle), float(scale)))
     return sorted(found, reverse=True)
 
 
@@ -519,7 +533,7 @@ def extract(
     sampled = [np.asarray(frames[i]) for i in picks]
     _check_frame_size(*sampled[0].shape[:2])
     threshold = _detection_z(keys)
-    peak = _Peak()
+    peaks = _Peaks()
     framings = [(sampled, False)]
     cut = _cut_bars(sampled)
     if cut is not None:
@@ -528,16 +542,16 @@ def extract(
     for framing, bars_cut in framings:
         base, height, width = _base_residual(framing)
         bases.append((framing, base, bars_cut))
-        _scan_scales(base, height, width, keys, peak, bars_cut=bars_cut)
-        if peak.z >= threshold:
-            return _reading(peak, keys, len(picks))
+        _scan_scales(base, height, width, keys, peaks, bars_cut=bars_cut)
+        if peaks.z >= threshold:
+            return _reading(peaks, keys, len(picks))
     for framing, base, bars_cut in bases:
         for _, angle, scale in _scan_rotations(base, keys, bars_cut)[:REFINED_ROTATIONS]:
             folded = _refine_rotation(framing, base.shape, angle, scale)
-            _correlate(folded, keys, peak, scale=scale, angle=angle, bars_cut=bars_cut)
-            if peak.z >= threshold:
-                return _reading(peak, keys, len(picks))
-    return _reading(peak, keys, len(picks))
+            _correlate(folded, keys, peaks, scale=scale, angle=angle, bars_cut=bars_cut)
+            if peaks.z >= threshold:
+                return _reading(peaks, keys, len(picks))
+    return _reading(peaks, keys, len(picks))
 
 
 def _cut_bars(frames: list[np.ndarray]) -> list[np.ndarray] | None:
@@ -551,7 +565,14 @@ def _cut_bars(frames: list[np.ndarray]) -> list[np.ndarray] | None:
     return [f[top:bottom, left:right] for f in frames]
 
 
-def _reading(peak: _Peak, keys: Sequence[WatermarkKey], frames_used: int) -> WatermarkReading:
+def _reading(peaks: _Peaks, keys: Sequence[WatermarkKey], frames_used: int) -> WatermarkReading:
+    """The first key's peak, highest first, that clears the bound and decodes; else the highest."""
+    ranked = sorted(peaks.by_key.values(), key=lambda peak: peak.z, reverse=True) or [_Peak()]
+    readings = [_read_peak(peak, keys, frames_used) for peak in ranked]
+    return next((reading for reading in readings if reading.detected), readings[0])
+
+
+def _read_peak(peak: _Peak, keys: Sequence[WatermarkKey], frames_used: int) -> WatermarkReading:
     bound = min(1.0, _search_trials(keys) * _gaussian_tail(peak.z))
     payload = corrected = None
     if peak.key is not None and peak.folded is not None:
