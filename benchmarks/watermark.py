@@ -90,6 +90,7 @@ SMALL_TARGET = ("128", "crf28", 95.0)  # % payload-exact at 128 px after CRF 28
 EMBED_FPS_TARGET = (512, 399.0)  # within 2x of the public-key watermark's 798 fps
 ESTIMATION_SIZES = (10, 100, 1000)
 ESTIMATION_FRAMES = 8  # frames of each output the estimation attack folds
+ALIGNED_SIZES = (100, 1000)
 
 
 def log(message: str) -> None:
@@ -395,9 +396,23 @@ REMOVALS: dict[str, str] = {
         f"estimate-{n}-one-layout": f"the same from {n} outputs all in one layout, on a clip in that layout"
         for n in ESTIMATION_SIZES
     },
+    **{
+        f"estimate-{n}-aligned": (
+            f"align {n} other outputs on each other (circular cross-correlation: any offset) and cluster"
+            " them by layout (k-means, k = the public VARIANTS); subtract the cluster mean nearest the"
+            " clip, at the clip's offset and the amplitude that cancels it in the clip"
+        )
+        for n in ALIGNED_SIZES
+    },
+    "sync-oracle": (
+        "subtract the clip's own sync exactly, at its offset and the amplitude that cancels it: the"
+        " limit of any estimate of the sync, however many outputs it is averaged from"
+    ),
     "self-estimate": "subtract the chip pattern estimated from the clip's own frames",
     "self-estimate-x2": "the same at twice the embedding strength",
+    "self-estimate-fitted": "the same at the amplitude that cancels it in the clip (a careful attacker)",
 }
+FITTED_AMPLITUDES = tuple(np.round(np.arange(0.2, 2.01, 0.1), 2))
 
 
 def attacker_fold(frames: np.ndarray) -> np.ndarray:
@@ -407,6 +422,49 @@ def attacker_fold(frames: np.ndarray) -> np.ndarray:
     work_h, work_w = watermark._work_size(height, width)
     mean = np.mean([watermark._work_residual(f, work_h, work_w) for f in frames], axis=0)
     return watermark._fold(mean)
+
+
+def _unit(fold: np.ndarray) -> np.ndarray:
+    centred = fold - fold.mean()
+    return centred / (math.sqrt(float(np.mean(centred**2))) + 1e-12)
+
+
+def best_alignment(fold: np.ndarray, centre: np.ndarray) -> tuple[float, tuple[int, int]]:
+    """(correlation, shift) at which ``centre`` shifted cyclically matches ``fold`` best."""
+    surface = np.fft.irfft2(np.fft.rfft2(fold) * np.conj(np.fft.rfft2(centre)), s=fold.shape)
+    index = int(np.argmax(surface))
+    return float(surface.flat[index]) / fold.size, divmod(index, fold.shape[1])
+
+
+def aligned_centroids(folds: list[np.ndarray], k: int, rounds: int = 8) -> list[np.ndarray]:
+    """Shift-invariant k-means (farthest-point start): each output is compared with each centre at
+    its best cyclic shift, and joins the closest one shifted into that centre's frame. Outputs that
+    share a layout share its sync at some offset, so they gather; the centres are the attacker's
+    per-layout estimates, as tiles scaled like the embedded one."""
+    x = [_unit(f) for f in folds]
+    centres = [x[0]]
+    while len(centres) < min(k, len(x)):
+        nearest = [max(best_alignment(f, c)[0] for c in centres) for f in x]
+        centres.append(x[int(np.argmin(nearest))])
+    for _ in range(rounds):
+        sums = [np.zeros_like(c) for c in centres]
+        for f in x:
+            scores = [best_alignment(f, c) for c in centres]
+            j = int(np.argmax([score for score, _ in scores]))
+            sums[j] += np.roll(f, (-scores[j][1][0], -scores[j][1][1]), axis=(0, 1))
+        centres = [_unit(total) if np.any(total) else c for total, c in zip(sums, centres, strict=True)]
+    return centres
+
+
+def fitted_amplitude(published: np.ndarray, tile: np.ndarray) -> float:
+    """The amplitude at which subtracting ``tile`` leaves the clip's fold least correlated with it:
+    what an attacker can measure without the key."""
+
+    def leftover(amplitude: float) -> float:
+        left = attacker_fold(subtract_tile(published, tile, amplitude))
+        return abs(float(np.corrcoef(left.ravel(), tile.ravel())[0, 1]))
+
+    return min(FITTED_AMPLITUDES, key=leftover)
 
 
 def chip_pattern(fold: np.ndarray) -> np.ndarray:
@@ -434,22 +492,31 @@ def subtract_tile(frames: np.ndarray, tile: np.ndarray, amplitude: float = 1.0) 
     return out
 
 
-def estimation_tiles(frames: int, seed: int, largest: int) -> dict[str, np.ndarray]:
+def estimation_tiles(frames: int, seed: int, largest: int) -> dict[str, np.ndarray | list[np.ndarray]]:
     """The attacker's averaged folds of N other outputs of the same deployment (own payloads, 256 px,
     not re-encoded: the cleanest data an attacker could collect), per removal name. The outputs use
-    their own layouts, as Anima marks them; for comparison, the same outputs all in one layout (what
-    a watermark without per-output layouts would give)."""
+    their own layouts and offsets, as Anima marks them; for comparison, the same outputs all in one
+    layout at one offset (what a watermark without per-output variation would give). The aligned
+    attacks get the per-layout centres of the first N outputs (a list)."""
     rng = np.random.default_rng(seed + 4_242)
     specs = clip_specs(9, largest, seed + 31_337)
     total = np.zeros((watermark.TILE, watermark.TILE))
     one_layout = np.zeros_like(total)
-    tiles = {}
+    tiles: dict[str, np.ndarray | list[np.ndarray]] = {}
+    corpus: list[np.ndarray] = []
     for count, spec in enumerate(specs, start=1):
         payload = int(rng.integers(0, 2**32))
+        variant, offset = draw_layout(rng)
         clip = render_clip(spec, 256, 256, frames)
-        for acc, variant in ((total, None), (one_layout, 0)):
-            embedder = WatermarkEmbedder(payload, BENCH_KEY, variant=variant)
-            acc += attacker_fold(np.stack([embedder.embed(f) for f in clip]))
+        for acc, layout in ((total, (variant, offset)), (one_layout, (0, (0, 0)))):
+            embedder = WatermarkEmbedder(payload, BENCH_KEY, variant=layout[0], offset=layout[1])
+            fold = attacker_fold(np.stack([embedder.embed(f) for f in clip]))
+            acc += fold
+            if acc is total:
+                corpus.append(fold)
+        if count in ALIGNED_SIZES:
+            tiles[f"estimate-{count}-aligned"] = aligned_centroids(corpus, watermark.VARIANTS)
+            log(f"  estimation corpus: {count} outputs aligned and clustered")
         if count in ESTIMATION_SIZES:
             tiles[f"estimate-{count}"] = chip_pattern(total / count)
             log(f"  estimation corpus: {count} outputs folded")
@@ -457,31 +524,59 @@ def estimation_tiles(frames: int, seed: int, largest: int) -> dict[str, np.ndarr
     return tiles
 
 
+def draw_layout(rng: np.random.Generator) -> tuple[int, tuple[int, int]]:
+    """A variant and a tile offset, drawn as the embedder draws them but from the run's seed."""
+    variant = int(rng.integers(0, watermark.VARIANTS))
+    chips = watermark.TILE // watermark.CHIP
+    return variant, (
+        watermark.CHIP * int(rng.integers(0, chips)),
+        watermark.CHIP * int(rng.integers(0, chips)),
+    )
+
+
 def bench_removals(
-    original: np.ndarray, payload: int, variant: int, tiles: dict[str, np.ndarray], workdir: Path
+    original: np.ndarray,
+    payload: int,
+    layout: tuple[int, tuple[int, int]],
+    tiles: dict[str, np.ndarray | list[np.ndarray]],
+    workdir: Path,
 ) -> dict[str, dict[str, object]]:
     """Each removal on the clip as published (CRF 18), re-encoded at CRF 23 and read again; PSNR
-    against the unmarked original, beside the published clip's own. The one-layout row attacks a
-    copy marked in layout 0, the layout its estimation corpus used."""
+    against the unmarked original, beside the published clip's own. The one-layout rows attack a
+    copy marked in layout 0 at offset 0, the layout their estimation corpus used."""
     published = {}
-    for layout in (variant, 0):
-        embedder = WatermarkEmbedder(payload, BENCH_KEY, variant=layout)
-        published[layout] = h264_roundtrip(np.stack([embedder.embed(f) for f in original]), 18, workdir)
-    own = chip_pattern(attacker_fold(published[variant]))
+    for name, (variant, offset) in (("own", layout), ("one-layout", (0, (0, 0)))):
+        embedder = WatermarkEmbedder(payload, BENCH_KEY, variant=variant, offset=offset)
+        published[name] = h264_roundtrip(np.stack([embedder.embed(f) for f in original]), 18, workdir)
+    own_fold = attacker_fold(published["own"])
+    own = chip_pattern(own_fold)
     attempts = {
-        "public-sync": (watermark._layout(LEGACY_KEY, 0).sync, 1.0, variant),
-        **{name: (tile, 1.0, 0 if name.endswith("one-layout") else variant) for name, tile in tiles.items()},
-        "self-estimate": (own, 1.0, variant),
-        "self-estimate-x2": (own, 2.0, variant),
+        "public-sync": (watermark._layout(LEGACY_KEY, 0).sync, 1.0, "own"),
+        **{
+            name: (tile, 1.0, "one-layout" if name.endswith("one-layout") else "own")
+            for name, tile in tiles.items()
+            if not isinstance(tile, list)
+        },
+        "self-estimate": (own, 1.0, "own"),
+        "self-estimate-x2": (own, 2.0, "own"),
+        "self-estimate-fitted": (own, fitted_amplitude(published["own"], own), "own"),
     }
+    sync = np.roll(watermark._layout(BENCH_KEY, layout[0]).sync, layout[1], axis=(0, 1))
+    attempts["sync-oracle"] = (sync, fitted_amplitude(published["own"], sync), "own")
+    for name, centres in tiles.items():
+        if isinstance(centres, list):
+            aligned = [(best_alignment(_unit(own_fold), c), c) for c in centres]
+            (_, shift), centre = max(aligned, key=lambda pair: pair[0][0])
+            tile = np.roll(centre, shift, axis=(0, 1)).astype(np.float32)
+            attempts[name] = (tile, fitted_amplitude(published["own"], tile), "own")
     out = {}
-    for name, (tile, amplitude, layout) in attempts.items():
-        attacked = subtract_tile(published[layout], tile, amplitude)
+    for name, (tile, amplitude, copy) in attempts.items():
+        attacked = subtract_tile(published[copy], tile, amplitude)
         reading, seconds = timed_extract(h264_roundtrip(attacked, 23, workdir))
         out[name] = {
             **reading_record(reading, payload, seconds),
             "psnr_db": round(psnr(original, attacked), 3),
-            "psnr_cost_db": round(psnr(original, published[layout]) - psnr(original, attacked), 3),
+            "psnr_cost_db": round(psnr(original, published[copy]) - psnr(original, attacked), 3),
         }
     return out
 
@@ -531,9 +626,9 @@ def bench_marked(
         clip = render_clip(spec, width, height, frames)
         payload = int(rng.integers(0, 2**32))
         start = time.perf_counter()
-        variant = int(rng.integers(0, watermark.VARIANTS))  # drawn here, so that runs repeat
+        layout = draw_layout(rng)  # drawn here, so that runs repeat
         embedder = WatermarkEmbedder(
-            payload, BENCH_KEY, variant
+            payload, BENCH_KEY, variant=layout[0], offset=layout[1]
         )  # pattern built on frame 1: part of the cost
         marked = np.stack([embedder.embed(frame) for frame in clip])
         embed_s = time.perf_counter() - start
@@ -543,7 +638,7 @@ def bench_marked(
         for name, crf in (("none", 18), ("crf23", 23), ("crf28", 28)):
             decoded = h264_roundtrip(marked, crf, workdir)
             if name == "none" and tiles is not None:
-                removals = bench_removals(clip, payload, variant, tiles, workdir)
+                removals = bench_removals(clip, payload, layout, tiles, workdir)
             reading, seconds = timed_extract(decoded)
             readings[name] = reading_record(reading, payload, seconds)
             if name == "crf23":

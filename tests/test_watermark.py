@@ -22,10 +22,16 @@ def _through_h264(frames: np.ndarray, path: Path, crf: int) -> np.ndarray:
 
 
 def _mark(
-    frames: np.ndarray, payload: int = PAYLOAD, key: WatermarkKey = KEY, variant: int = 0
+    frames: np.ndarray,
+    payload: int = PAYLOAD,
+    key: WatermarkKey = KEY,
+    variant: int = 0,
+    offset: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
-    """Marked frames, in a fixed layout so that every run reads the same numbers."""
-    embedder = watermark.WatermarkEmbedder(payload, key, variant=variant if key.variants > 1 else 0)
+    """Marked frames, in a fixed layout and offset so that every run reads the same numbers."""
+    embedder = watermark.WatermarkEmbedder(
+        payload, key, variant=variant if key.variants > 1 else 0, offset=offset
+    )
     return np.stack([embedder.embed(f) for f in frames])
 
 
@@ -109,13 +115,17 @@ def test_the_pattern_is_not_in_the_source(marked_crf28: np.ndarray) -> None:
         assert abs(float(public @ keyed)) / float(np.abs(public).sum()) < 0.1
 
 
-def test_outputs_vary_their_layout(astronaut_frames: np.ndarray) -> None:
-    """Two outputs marked with one key use different layouts, so averaging outputs finds no single
-    pattern; the reader finds each."""
-    a, b = _mark(astronaut_frames[:8], 1, variant=0), _mark(astronaut_frames[:8], 2, variant=5)
+def test_outputs_vary_their_layout_and_offset(astronaut_frames: np.ndarray) -> None:
+    """Two outputs marked with one key use different layouts at different offsets, so averaging
+    outputs finds no single pattern; the reader finds each."""
+    a = _mark(astronaut_frames[:8], 1, variant=0)
+    b = _mark(astronaut_frames[:8], 2, variant=5, offset=(36, 88))
     sync_a, sync_b = watermark._layout(KEY, 0).sync.ravel(), watermark._layout(KEY, 5).sync.ravel()
     assert abs(float(sync_a @ sync_b)) / float(np.abs(sync_a).sum()) < 0.1
     assert watermark.extract(a, READ).payload == 1 and watermark.extract(b, READ).payload == 2
+    drawn = {watermark.WatermarkEmbedder(3, KEY).offset for _ in range(20)}
+    assert len(drawn) > 15  # drawn at random, in whole chips
+    assert all(row % watermark.CHIP == 0 and col % watermark.CHIP == 0 for row, col in drawn)
 
 
 def test_an_inverted_pattern_reads_its_own_payload_or_none(astronaut_frames: np.ndarray) -> None:
@@ -124,7 +134,7 @@ def test_an_inverted_pattern_reads_its_own_payload_or_none(astronaut_frames: np.
     now the deepest peak of either sign is the sync, and the data is read in whichever sense decodes."""
     sync = watermark._layout(KEY, 3).sync
     for inverted_tile in ("sync only", "sync and data"):
-        embedder = watermark.WatermarkEmbedder(PAYLOAD, KEY, variant=3)
+        embedder = watermark.WatermarkEmbedder(PAYLOAD, KEY, variant=3, offset=(0, 0))
         embedder._tile = embedder._tile - 2 * sync if inverted_tile == "sync only" else -embedder._tile
         reading = watermark.extract(np.stack([embedder.embed(f) for f in astronaut_frames]), READ)
         assert reading.inverted and reading.payload == PAYLOAD, inverted_tile

@@ -16,8 +16,9 @@ extraction can sum evidence over every tile of every frame before deciding:
 * **Keyed** (algorithm ``org.anima.watermark.2``): which chip is sync, which bit a chip carries and
   every sign come from a secret per-deployment :class:`WatermarkKey` through SHAKE-256, so reading
   the source does not give the pattern. Each output picks one of ``VARIANTS`` independent layouts
-  at random, so averaging the residuals of many outputs no longer converges on one pattern; the
-  reader tries every variant of every key it holds.
+  at random and shifts it cyclically by a random offset, so averaging the residuals of many outputs
+  does not converge on one pattern; the reader tries every variant of every key it holds, and finds
+  the offset as it finds a crop.
 * Extraction high-passes each sampled frame, folds it modulo the tile, and finds the pattern by
   circular cross-correlation with each sync sequence (FFT), for a range of scales, mirrored and
   not (a horizontal flip is a mirrored tile), and, when that finds nothing, for rotations up to
@@ -40,7 +41,7 @@ import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 
 import bchlib
 import cv2
@@ -67,6 +68,7 @@ MAX_ANGLE = 5.0
 ANGLES = tuple(a for a in np.round(np.arange(-MAX_ANGLE, MAX_ANGLE + 0.01, 0.5), 2) if a != 0)
 ROTATED_SCALES = tuple(np.round(np.arange(1.0, 0.795, -0.02), 3))
 REFINED_ROTATIONS = 3  # best coarse rotations re-read from the frames themselves
+BAR_SAMPLE_FRAMES = 12  # bars are the same in every frame: a few frames find them
 BAR_STD = 3.0  # a row or column whose pixels vary less than this (luma levels) is a bar
 KEY_BYTES = 32
 KEY = b"anima-watermark-v1"  # the public key of algorithm 1, kept so its outputs still read
@@ -217,22 +219,32 @@ def _small_frame_gain(height: int, width: int) -> float:
 class WatermarkEmbedder:
     """Adds the watermark for one payload to frames of any size (pattern cached per size).
 
-    ``key`` is the deployment's secret (algorithm 2); ``variant`` picks one of its layouts and is
-    drawn at random when not given, which is what spoils averaging across outputs.
+    ``key`` is the deployment's secret (algorithm 2); ``variant`` picks one of its layouts and
+    ``offset`` (rows, columns: whole chips) shifts the tile cyclically; both are drawn at random when
+    not given, which is what spoils averaging across outputs. The reader needs neither: it tries
+    every variant, and finds any shift the way it finds a crop.
     """
 
     def __init__(
-        self, payload: int, key: WatermarkKey, variant: int | None = None, strength: float = STRENGTH
+        self,
+        payload: int,
+        key: WatermarkKey,
+        variant: int | None = None,
+        strength: float = STRENGTH,
+        offset: tuple[int, int] | None = None,
     ) -> None:
         if variant is None:
             variant = secrets.randbelow(key.variants)
         if not 0 <= variant < key.variants:
             raise ProvenanceError(f"watermark variant must be in [0, {key.variants}), got {variant}")
+        if offset is None:  # whole chips: a chip straddling the codec's 4x4 blocks halves CRF 28's z
+            offset = (CHIP * secrets.randbelow(TILE // CHIP), CHIP * secrets.randbelow(TILE // CHIP))
         self.payload = payload
         self.key = key
         self.variant = variant
+        self.offset = offset
         self.strength = strength
-        self._tile = _tile_pattern(payload, _layout(key, variant))
+        self._tile = np.roll(_tile_pattern(payload, _layout(key, variant)), offset, axis=(0, 1))
         self._patterns: dict[tuple[int, int], np.ndarray] = {}
 
     def _pattern(self, height: int, width: int) -> np.ndarray:
@@ -321,7 +333,7 @@ def _residual(frame: np.ndarray) -> np.ndarray:
     residual = luma - cv2.blur(luma, (3, 3))
     energy = np.sqrt(cv2.GaussianBlur(residual * residual, (0, 0), sigmaX=4.0))
     residual /= energy + 2.0
-    limit = 3.0 * float(np.median(np.abs(residual))) + 1e-6
+    limit = 3.0 * float(np.median(np.abs(residual[::2, ::2]))) + 1e-6  # a quarter of the pixels is plenty
     return np.clip(residual, -limit, limit)
 
 
@@ -334,18 +346,20 @@ def _work_residual(frame: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(_residual(frame), (width, height), interpolation=cv2.INTER_NEAREST)
 
 
+def _fold_sum(image: np.ndarray) -> np.ndarray:
+    """Sum an image modulo the tile (zero-padded to whole tiles)."""
+    height, width = image.shape
+    padded = np.pad(image, ((0, (-height) % TILE), (0, (-width) % TILE)))
+    shape = (padded.shape[0] // TILE, TILE, padded.shape[1] // TILE, TILE)
+    return padded.reshape(shape).sum(axis=(0, 2), dtype=np.float64)
+
+
 def _fold(residual: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
     """Sum a residual modulo the tile, dividing by how much each tile cell was covered (``weight``
     marks the valid pixels of a rotated residual; all pixels count otherwise)."""
     if weight is None:
         weight = np.ones_like(residual)
-    height, width = residual.shape
-    pad = ((0, (-height) % TILE), (0, (-width) % TILE))
-    padded, covered = np.pad(residual * weight, pad), np.pad(weight, pad)
-    shape = (padded.shape[0] // TILE, TILE, padded.shape[1] // TILE, TILE)
-    acc = padded.reshape(shape).sum(axis=(0, 2), dtype=np.float64)
-    hits = covered.reshape(shape).sum(axis=(0, 2), dtype=np.float64)
-    return acc / np.maximum(hits, 1.0)
+    return _fold_sum(residual * weight) / np.maximum(_fold_sum(weight), 1.0)
 
 
 def _gaussian_tail(z: float) -> float:
@@ -368,53 +382,62 @@ class _Peak:
 
 @dataclass
 class _Peaks:
-    """The highest sync peak seen for each key. Kept per key because subtracting the public layout's
-    sync leaves *its* inverted sync as the highest peak (benchmark: z 23.0) over a keyed mark whose
-    data still read with no bit wrong; reading only the overall best lost 41 of 44 such clips."""
+    """The highest sync peak seen for each layout (key and variant). Kept per layout because subtracting
+    one layout's sync leaves *its* inverted sync as the highest peak over a mark whose data still read
+    with no bit wrong: the public layout's sync over a keyed mark (benchmark: z 23.0; reading only the
+    overall best lost 41 of 44 such clips), or an estimate averaged over many outputs, which holds a
+    little of every variant's sync and left another variant's inverted sync above the clip's own."""
 
-    by_key: dict[str, _Peak] = field(default_factory=dict)
+    by_layout: dict[tuple[str, int], _Peak] = field(default_factory=dict)
 
     @property
     def z(self) -> float:
-        return max((peak.z for peak in self.by_key.values()), default=-math.inf)
+        return max((peak.z for peak in self.by_layout.values()), default=-math.inf)
+
+
+@cache
+def _sync_bank(keys: tuple[WatermarkKey, ...]) -> tuple[tuple[tuple[WatermarkKey, int], ...], np.ndarray]:
+    """Every layout of ``keys`` and their sync spectra stacked, so one batched inverse FFT correlates
+    a folded residual with all of them."""
+    layouts = tuple((key, variant) for key in keys for variant in range(key.variants))
+    bank = np.stack([_layout(key, variant).sync_fft for key, variant in layouts]).astype(np.complex64)
+    return layouts, bank
 
 
 def _correlate(folded: np.ndarray, keys: Sequence[WatermarkKey], peaks: _Peaks, **where: object) -> None:
     """Circular cross-correlation of a folded residual, as it is and mirrored, with the sync of every
-    variant of every key; ``peaks`` keeps each key's highest z-score (with where it was found).
+    variant of every key; ``peaks`` keeps each layout's highest z-score (with where it was found).
 
     Two-sided: a pattern subtracted more strongly than it was added leaves the sync *inverted*, and
     the high-passed chips then put a positive side lobe one chip away from the negative peak (measured:
     z +9.4 beside -15.7). Taking that side lobe for the sync decoded a wrong payload; the deepest peak
     of either sign is the sync."""
+    layouts, bank = _sync_bank(tuple(keys))
     for mirrored in (False, True):
         tile = folded[:, ::-1] if mirrored else folded
-        spectrum = np.fft.rfft2(tile)
-        for key in keys:
-            peak = peaks.by_key.setdefault(key.key_id, _Peak())
-            for variant in range(key.variants):
-                surface = np.fft.irfft2(spectrum * _layout(key, variant).sync_fft, s=tile.shape)
-                std = float(surface.std()) or 1e-9
-                mean = float(surface.mean())
-                high, low = int(np.argmax(surface)), int(np.argmin(surface))
-                z_high, z_low = (
-                    (float(surface.flat[high]) - mean) / std,
-                    (mean - float(surface.flat[low])) / std,
+        spectrum = np.fft.rfft2(tile.astype(np.float32))  # single precision: twice the speed
+        surfaces = np.fft.irfft2(spectrum[None] * bank, s=tile.shape).reshape(len(layouts), -1)
+        mean = surfaces.mean(axis=1)
+        std = np.maximum(surfaces.std(axis=1), 1e-9)
+        high, low = surfaces.argmax(axis=1), surfaces.argmin(axis=1)
+        rows = np.arange(len(layouts))
+        z_high = (surfaces[rows, high] - mean) / std
+        z_low = (mean - surfaces[rows, low]) / std
+        for index, (key, variant) in enumerate(layouts):
+            peak = peaks.by_layout.setdefault((key.key_id, variant), _Peak())
+            inverted = bool(z_low[index] > z_high[index])
+            z = float(max(z_high[index], z_low[index]))
+            if z > peak.z:
+                peak.__dict__.update(
+                    z=z,
+                    shift=divmod(int(low[index] if inverted else high[index]), TILE),
+                    folded=tile,
+                    key=key,
+                    variant=variant,
+                    mirrored=mirrored,
+                    inverted=inverted,
+                    **where,
                 )
-                inverted = z_low > z_high
-                z = max(z_high, z_low)
-                if z > peak.z:
-                    shift = divmod(low if inverted else high, TILE)
-                    peak.__dict__.update(
-                        z=z,
-                        shift=shift,
-                        folded=tile,
-                        key=key,
-                        variant=variant,
-                        mirrored=mirrored,
-                        inverted=inverted,
-                        **where,
-                    )
 
 
 def _search_trials(keys: Sequence[WatermarkKey]) -> int:
@@ -427,8 +450,12 @@ def _search_trials(keys: Sequence[WatermarkKey]) -> int:
 
 def _detection_z(keys: Sequence[WatermarkKey]) -> float:
     """The z-score at which the false-positive bound reaches MAX_FALSE_POSITIVE."""
+    return _threshold_z(_search_trials(keys))
+
+
+@cache
+def _threshold_z(trials: int) -> float:
     low, high = 0.0, 40.0
-    trials = _search_trials(keys)
     for _ in range(60):
         mid = (low + high) / 2
         low, high = (mid, high) if trials * _gaussian_tail(mid) > MAX_FALSE_POSITIVE else (low, mid)
@@ -454,22 +481,40 @@ def _bars(luma: np.ndarray) -> tuple[int, int, int, int]:
     return top, bottom, left, right
 
 
-def _base_residual(frames: list[np.ndarray]) -> tuple[np.ndarray, int, int]:
-    height, width = frames[0].shape[:2]
+@dataclass
+class _Framing:
+    """Sampled frames as the search reads them: luma at working size (or at their own size when
+    smaller than the grid), their mean residual on the grid, and the size of the frames read."""
+
+    frames: list[np.ndarray]
+    base: np.ndarray
+    height: int
+    width: int
+    bars_cut: bool
+
+
+def _framing(luma: list[np.ndarray], bars_cut: bool) -> _Framing:
+    height, width = luma[0].shape
     base_h, base_w = _work_size(height, width)
+    if height >= base_h:
+        frames = [cv2.resize(f, (base_w, base_h), interpolation=cv2.INTER_AREA) for f in luma]
+        residuals = [_residual(f) for f in frames]
+    else:  # filtered at their own size, the residual enlarged (see _work_residual)
+        frames = luma
+        residuals = [
+            cv2.resize(_residual(f), (base_w, base_h), interpolation=cv2.INTER_NEAREST) for f in luma
+        ]
     # Resizing and folding are linear, so the frames' mean residual folds to what folding every
     # frame would give, at one resize and one fold per geometry instead of one per frame.
-    return np.mean([_work_residual(f, base_h, base_w) for f in frames], axis=0), height, width
+    return _Framing(frames, np.mean(residuals, axis=0), height, width, bars_cut)
 
 
-def _scan_scales(
-    base: np.ndarray, height: int, width: int, keys: Sequence[WatermarkKey], peaks: _Peaks, bars_cut: bool
-) -> None:
-    base_h, base_w = base.shape
+def _scan_scales(framing: _Framing, keys: Sequence[WatermarkKey], peaks: _Peaks) -> None:
+    base = framing.base
     for scale in SCALES:
-        size = _work_size(height, width, float(scale))
-        scaled = base if size == (base_h, base_w) else cv2.resize(base, (size[1], size[0]))
-        _correlate(_fold(scaled), keys, peaks, scale=float(scale), angle=0.0, bars_cut=bars_cut)
+        size = _work_size(framing.height, framing.width, float(scale))
+        scaled = base if size == base.shape else cv2.resize(base, (size[1], size[0]))
+        _correlate(_fold(scaled), keys, peaks, scale=float(scale), angle=0.0, bars_cut=framing.bars_cut)
 
 
 def _rotation(base_shape: tuple[int, int], angle: float, scale: float) -> tuple[np.ndarray, tuple[int, int]]:
@@ -481,42 +526,45 @@ def _rotation(base_shape: tuple[int, int], angle: float, scale: float) -> tuple[
     return matrix, size
 
 
-def _scan_rotations(
-    base: np.ndarray, keys: Sequence[WatermarkKey], bars_cut: bool
-) -> list[tuple[float, float, float]]:
+@lru_cache(maxsize=512)
+def _rotation_coverage(base_shape: tuple[int, int], angle: float, scale: float) -> np.ndarray:
+    """How much of each tile cell a turned working grid covers (the same for every clip of a shape)."""
+    matrix, size = _rotation(base_shape, angle, scale)
+    valid = cv2.warpAffine(np.ones(base_shape, np.float32), matrix, size, flags=cv2.INTER_LINEAR)
+    return np.maximum(_fold_sum(valid), 1.0).astype(np.float32)
+
+
+def _scan_rotations(framing: _Framing, keys: Sequence[WatermarkKey]) -> list[tuple[float, float, float]]:
     """Coarse pass over turned copies of the mean residual: (z, angle, scale), best first."""
-    ones = np.ones_like(base)
+    base = framing.base
     found = []
     for angle in ANGLES:
         for scale in ROTATED_SCALES:
             matrix, size = _rotation(base.shape, float(angle), float(scale))
             turned = cv2.warpAffine(base, matrix, size, flags=cv2.INTER_LINEAR)
-            valid = cv2.warpAffine(ones, matrix, size, flags=cv2.INTER_LINEAR)
             peaks = _Peaks()
-            _correlate(_fold(turned, valid), keys, peaks)
+            _correlate(
+                _fold_sum(turned) / _rotation_coverage(base.shape, float(angle), float(scale)), keys, peaks
+            )
             found.append((peaks.z, float(angle), float(scale)))
     return sorted(found, reverse=True)
 
 
-def _refine_rotation(
-    frames: list[np.ndarray], base_shape: tuple[int, int], angle: float, scale: float
-) -> np.ndarray:
+def _refine_rotation(framing: _Framing, angle: float, scale: float) -> np.ndarray:
     """Fold the frames turned back *before* high-passing: turning a residual blurs the chip edges it
     holds. Frames smaller than the grid are turned at their own size and their residual enlarged,
     as :func:`_work_residual` does (enlarging the frames themselves would fake sync)."""
+    base_shape = framing.base.shape
     matrix, size = _rotation(base_shape, angle, scale)
-    base_h, base_w = base_shape
-    factor = min(1.0, frames[0].shape[0] / base_h)  # frame pixels per grid pixel, at most 1
+    factor = min(1.0, framing.frames[0].shape[0] / base_shape[0])  # frame pixels per grid pixel
     own_matrix = matrix * np.array([[1.0, 1.0, factor], [1.0, 1.0, factor]])
     own_size = (max(1, round(size[0] * factor)), max(1, round(size[1] * factor)))
     acc = np.zeros((size[1], size[0]), np.float32)
-    for frame in frames:
-        if factor == 1.0:
-            frame = cv2.resize(frame, (base_w, base_h), interpolation=cv2.INTER_AREA)
+    for frame in framing.frames:
         residual = _residual(cv2.warpAffine(frame, own_matrix, own_size, flags=cv2.INTER_CUBIC))
         acc += residual if factor == 1.0 else cv2.resize(residual, size, interpolation=cv2.INTER_NEAREST)
     valid = cv2.warpAffine(np.ones(base_shape, np.float32), matrix, size, flags=cv2.INTER_NEAREST)
-    return _fold(acc / len(frames) * valid, valid)
+    return _fold(acc / len(framing.frames) * valid, valid)
 
 
 def extract(
@@ -530,46 +578,57 @@ def extract(
     if not keys:
         raise ProvenanceError("no watermark keys to read with")
     picks = np.unique(np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int))
-    sampled = [np.asarray(frames[i]) for i in picks]
-    _check_frame_size(*sampled[0].shape[:2])
+    luma = [_luma(np.asarray(frames[i])) for i in picks]
+    _check_frame_size(*luma[0].shape)
     threshold = _detection_z(keys)
     peaks = _Peaks()
-    framings = [(sampled, False)]
-    cut = _cut_bars(sampled)
+    framings = [_framing(luma, bars_cut=False)]
+    _scan_scales(framings[0], keys, peaks)
+    if peaks.z >= threshold:
+        return _reading(peaks, keys, len(picks))
+    cut = _cut_bars(luma)
     if cut is not None:
-        framings.append((cut, True))
-    bases = []
-    for framing, bars_cut in framings:
-        base, height, width = _base_residual(framing)
-        bases.append((framing, base, bars_cut))
-        _scan_scales(base, height, width, keys, peaks, bars_cut=bars_cut)
+        framings.append(_framing(cut, bars_cut=True))
+        _scan_scales(framings[1], keys, peaks)
         if peaks.z >= threshold:
             return _reading(peaks, keys, len(picks))
-    for framing, base, bars_cut in bases:
-        for _, angle, scale in _scan_rotations(base, keys, bars_cut)[:REFINED_ROTATIONS]:
-            folded = _refine_rotation(framing, base.shape, angle, scale)
-            _correlate(folded, keys, peaks, scale=scale, angle=angle, bars_cut=bars_cut)
+    for framing in framings:
+        for _, angle, scale in _scan_rotations(framing, keys)[:REFINED_ROTATIONS]:
+            folded = _refine_rotation(framing, angle, scale)
+            _correlate(folded, keys, peaks, scale=scale, angle=angle, bars_cut=framing.bars_cut)
             if peaks.z >= threshold:
                 return _reading(peaks, keys, len(picks))
     return _reading(peaks, keys, len(picks))
 
 
-def _cut_bars(frames: list[np.ndarray]) -> list[np.ndarray] | None:
+def _luma(frame: np.ndarray) -> np.ndarray:
+    return frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+
+
+def _cut_bars(luma: list[np.ndarray]) -> list[np.ndarray] | None:
     """The frames without uniform letterbox/pillarbox bars, or None when there are none."""
-    luma = np.stack([f if f.ndim == 2 else cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
-    top, bottom, left, right = _bars(luma.astype(np.float32))
-    if (top, bottom, left, right) == (0, luma.shape[1], 0, luma.shape[2]):
+    step = max(1, len(luma) // BAR_SAMPLE_FRAMES)
+    sample = np.stack(luma[::step]).astype(np.float32)
+    top, bottom, left, right = _bars(sample)
+    if (top, bottom, left, right) == (0, sample.shape[1], 0, sample.shape[2]):
         return None
     if min(bottom - top, right - left) < MIN_SIDE:
         return None
-    return [f[top:bottom, left:right] for f in frames]
+    return [f[top:bottom, left:right] for f in luma]
 
 
 def _reading(peaks: _Peaks, keys: Sequence[WatermarkKey], frames_used: int) -> WatermarkReading:
-    """The first key's peak, highest first, that clears the bound and decodes; else the highest."""
-    ranked = sorted(peaks.by_key.values(), key=lambda peak: peak.z, reverse=True) or [_Peak()]
-    readings = [_read_peak(peak, keys, frames_used) for peak in ranked]
-    return next((reading for reading in readings if reading.detected), readings[0])
+    """The first layout's peak, highest first, that clears the bound and decodes; else the highest.
+    Peaks below the bound are not decoded: they could not be reported anyway."""
+    ranked = sorted(peaks.by_layout.values(), key=lambda peak: peak.z, reverse=True) or [_Peak()]
+    threshold = _detection_z(keys)
+    for peak in ranked:
+        if peak.z < threshold:
+            break
+        reading = _read_peak(peak, keys, frames_used)
+        if reading.detected:
+            return reading
+    return _read_peak(ranked[0], keys, frames_used)
 
 
 def _read_peak(peak: _Peak, keys: Sequence[WatermarkKey], frames_used: int) -> WatermarkReading:
