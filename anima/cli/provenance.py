@@ -127,6 +127,7 @@ def _evidence_rows(report: VerifyReport) -> list[tuple[str, str]]:
         rows.append(
             ("durable", "manifest stripped from the file; the original is in the ledger (--json shows it)")
         )
+    rows.extend(_declared_rows(report))
     if detector is None:
         rows.append(("detector", "not installed"))
     else:
@@ -137,6 +138,32 @@ def _evidence_rows(report: VerifyReport) -> list[tuple[str, str]]:
                 f"clip score {detector.clip_score:.2f} (threshold {detector.threshold:.2f}, "
                 f"probability {detector.probability:.2f}); {len(scores)} frames, "
                 f"scores {min(scores):.2f} to {max(scores):.2f}",
+            )
+        )
+    return rows
+
+
+def _declared_rows(report: VerifyReport) -> list[tuple[str, str]]:
+    """Other generators' invisible watermarks: each one found, or the best reading."""
+    declared = report.declared_marks
+    if declared is None:
+        return [("other marks", "not checked (frames smaller than 256 x 256)")]
+    rows = [
+        (
+            "other marks" if index == 0 else "",
+            f"{found.mark}: {found.matched} of {found.bits} bits over {declared.frames} frames "
+            f"({found.frames_voting} frames alone significant), "
+            f"false-positive bound {found.false_positive_bound:.1e}",
+        )
+        for index, found in enumerate(declared.found)
+    ]
+    if not rows:
+        best = declared.readings[0]
+        rows.append(
+            (
+                "other marks",
+                f"none of {len(declared.readings)} known (Stable Diffusion, SDXL, SVD) found in "
+                f"{declared.frames} frames (best: {best.matched} of {best.bits} bits)",
             )
         )
     return rows

@@ -3,7 +3,8 @@ lead to, and the detector. The rules live here, once; the API gathers the eviden
 
 Order of the rules, strongest evidence first: a manifest that does not validate, or a watermark that
 contradicts a valid manifest, is ``tampered``; a valid Anima manifest found in the ledger, or an
-Anima watermark, is ``anima-generated``; someone else's valid manifest that declares AI is
+Anima watermark, is ``anima-generated``; someone else's valid manifest that declares AI, or another
+generator's invisible watermark (Stable Diffusion's, see :mod:`anima.detect.declared_marks`), is
 ``ai-declared``; the detector alone can only say ``likely-synthetic``; otherwise ``no-evidence``.
 """
 
@@ -18,6 +19,7 @@ from anima.provenance.manifest import ManifestReport
 from anima.provenance.watermark import WatermarkReading
 
 if TYPE_CHECKING:
+    from anima.detect.declared_marks import DeclaredMarks, MarkReading
     from anima.detect.evidence import DetectorEvidence
 
 
@@ -76,6 +78,7 @@ class VerifyReport:
     durable_manifest: dict[str, Any] | None = None
     detector: DetectorEvidence | None = None
     frames: int | None = field(default=None, compare=False)
+    declared_marks: DeclaredMarks | None = None  # other generators' watermarks; None: frames too small
 
     @property
     def stamp_id(self) -> str | None:
@@ -99,6 +102,7 @@ class VerifyReport:
             "ledger": self.ledger.to_dict() if self.ledger else None,
             "durable_manifest": self.durable_manifest,
             "classifier": self.detector.to_dict() if self.detector else None,
+            "declared_marks": self.declared_marks.to_dict() if self.declared_marks else None,
         }
 
 
@@ -114,13 +118,17 @@ def decide(
     row: Stamp | None,
     detector: DetectorEvidence | None,
     ledger_problem: str | None = None,
+    declared: DeclaredMarks | None = None,
 ) -> tuple[Verdict, list[str]]:
     """The verdict and its reasons, in words, from the evidence gathered about one clip.
 
     ``ledger_problem`` says why the ledger row the clip leads to was not trusted (then ``row`` is
     None): the clip's own evidence still decides the verdict, which is not ``tampered`` on that
-    account, since the clip did not change; the database did."""
+    account, since the clip did not change; the database did. ``declared`` holds the readings of
+    other generators' invisible watermarks: one found makes the clip ``ai-declared`` when no
+    stronger evidence decides, and is a further reason otherwise."""
     reasons: list[str] = []
+    foreign = declared.found if declared is not None else []
     claimed_id = claimed_stamp_id(manifest)
     found_payload = watermark.payload if watermark is not None else None
     claimed_payload = ((manifest.anima or {}).get("watermark") or {}).get("payload")
@@ -147,6 +155,8 @@ def decide(
     elif manifest.valid and manifest.ai_declared:
         verdict = Verdict.AI_DECLARED
         reasons.append(f"valid manifest declares AI-generated content (signer: {manifest.signer})")
+    elif foreign:
+        verdict = Verdict.AI_DECLARED
     elif detector is not None and detector.fired:
         verdict = Verdict.LIKELY_SYNTHETIC
         reasons.append(
@@ -156,13 +166,21 @@ def decide(
         )
     else:
         verdict = Verdict.NO_EVIDENCE
-        reasons.append("no valid manifest and no Anima watermark")
+        reasons.append("no valid manifest, no Anima watermark and no other generator's watermark")
         if detector is not None:
             reasons.append(
                 f"the detector scores {detector.clip_score:.2f}, below its threshold {detector.threshold:.2f}"
             )
+    reasons.extend(_declared_reason(reading) for reading in foreign)
     if ledger_problem:
         reasons.append(f"its ledger row is not used as evidence: {ledger_problem}")
     if manifest.valid and not manifest.trusted:
         reasons.append("the signer is not in the trust anchors given (trust the signer's CA to check it)")
     return verdict, reasons
+
+
+def _declared_reason(reading: MarkReading) -> str:
+    return (
+        f"an invisible watermark of {reading.mark} declares AI generation ({reading.matched} of "
+        f"{reading.bits} bits match; false-positive bound {reading.false_positive_bound:.1e})"
+    )

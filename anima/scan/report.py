@@ -34,6 +34,7 @@ CSV_COLUMNS = (
     "verdict",
     "reasons",
     "watermark_payload",
+    "declared_marks",
     "manifest",
     "stamp_id",
     "seconds",
@@ -92,6 +93,7 @@ def _evidence(row: Row) -> dict[str, Any]:
     return {
         "reasons": [str(reason) for reason in found.get("reasons") or []],
         "watermark_payload": mark.get("payload"),
+        "declared_marks": [str(name) for name in (found.get("declared_marks") or {}).get("found") or []],
         "manifest": (manifest.get("validation_state") or "present") if manifest.get("present") else "none",
         "signer": manifest.get("signer"),
     }
@@ -120,6 +122,7 @@ def write_csv(rows: Sequence[Row], path: Path) -> None:
                 "verdict": row.get("verdict") if row.get("status") == "ok" else None,
                 "reasons": "; ".join(evidence["reasons"]),
                 "watermark_payload": evidence["watermark_payload"],
+                "declared_marks": "; ".join(evidence["declared_marks"]),
                 "manifest": evidence["manifest"] if row.get("status") == "ok" else None,
                 "score": score,
                 "threshold": threshold,
@@ -170,6 +173,8 @@ def _html_row(row: Row) -> _HtmlRow:
         facts.append(f"signer: {evidence['signer']}")
     if evidence["watermark_payload"] is not None:
         facts.append(f"watermark payload: {evidence['watermark_payload']}")
+    for name in evidence["declared_marks"]:
+        facts.append(f"watermark of {name}")
     if row.get("stamp_id"):
         facts.append(f"stamp: {row['stamp_id']}")
     score, threshold = _classifier(row)
