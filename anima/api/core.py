@@ -17,6 +17,7 @@ from anima import media
 from anima.api.consent import Audit, Consent, Keys
 from anima.api.tools import DetectorTools, ModelTools, PoseTools, PuppetTools
 from anima.config import Settings, load_settings, private_folder
+from anima.detect.declared_marks import read_declared_marks
 from anima.detect.evidence import DEFAULT_DETECTOR, score_frames
 from anima.errors import BadInput, ProvenanceError
 from anima.generate.request import GenerationRequest
@@ -236,9 +237,10 @@ class Anima:
     def verify(
         self, clip: str | Path, *, trust: Sequence[str | Path] = (), watermark_keys: Sequence[str | Path] = ()
     ) -> VerifyReport:
-        """Gather manifest, watermark, ledger and detector evidence for ``clip`` and decide a verdict.
-        The detector alone can only say ``likely-synthetic``. ``clip`` is a video (MP4, QuickTime,
-        WebM, Matroska, AVI), an animated GIF or WebP, or a still, known by its content."""
+        """Gather manifest, watermark, ledger, detector and other generators' watermark evidence for
+        ``clip`` and decide a verdict. The detector alone can only say ``likely-synthetic``. ``clip``
+        is a video (MP4, QuickTime, WebM, Matroska, AVI), an animated GIF or WebP, or a still, known
+        by its content."""
         clip = Path(clip)
         # Known by its content, not its suffix; special files, sizes, frame and pixel counts refused
         # from the header before any frame is decoded; then one decode, as far as the last sample.
@@ -259,6 +261,7 @@ class Anima:
         except ProvenanceError:
             reading = None  # frames below the watermark's minimum size
         detector = score_frames(sampled.frames, self.detector_dir)
+        declared = read_declared_marks(sampled.frames)  # other generators' marks, up to 8 frames
         row = (
             self.ledger.stamp_by_payload(reading.payload) if reading and reading.payload is not None else None
         )
@@ -269,7 +272,9 @@ class Anima:
         ledger_problem = self.ledger.row_problem(row) if row is not None else None
         if ledger_problem:
             row = None
-        verdict, reasons = decide(manifest, reading, row, detector, ledger_problem=ledger_problem)
+        verdict, reasons = decide(
+            manifest, reading, row, detector, ledger_problem=ledger_problem, declared=declared
+        )
         return VerifyReport(
             path=str(clip),
             sha256=media.sha256_file(clip),
@@ -281,6 +286,7 @@ class Anima:
             durable_manifest=row.manifest if (row is not None and not manifest.present) else None,
             detector=detector,
             frames=sampled.total,
+            declared_marks=declared,
         )
 
     def reconcile(self, *, clean: bool = True) -> ReconcileReport:
@@ -338,7 +344,7 @@ class Anima:
         reference_thumbnail: bool = False,
         progress: Progress | None = None,
     ) -> StampResult:
-        """Gate -> animate -> identity-drift check -> watermark -> encode -> sign -> ledger -> rename.
+        """Fit -> gate -> animate -> identity-drift check -> watermark -> encode -> sign -> ledger -> rename.
 
         ``pose`` is a pose .json, a skeleton or driving video, or ``motion:NAME``; ``model`` a model
         folder (default: the shipped ``anima-puppets``) or a loaded ``AnimationPipeline``. The consent
@@ -347,8 +353,14 @@ class Anima:
         picture the gate checked is the one animated (it is read once). The manifest carries a small
         thumbnail of the reference only for a ``fictional`` character or with ``reference_thumbnail``:
         a real person's face does not travel with every copy of the video unless the operator asks.
+
+        The video has the model's native size (``width`` / ``height`` to choose; one alone, and the
+        other follows the reference's shape). A reference of another shape is scaled to fit whole and
+        padded with its edge colour, its poses placed the same way; the manifest's ``fitting``
+        records the reference's size, the box it fills and the output size. A request that cannot be
+        fitted (e.g. a reference pose drawn for a picture of another shape) fails before the gate.
         """
-        from anima.generate import runner  # torch and diffusers load only for generation
+        from anima.generate import fitting, runner  # torch and diffusers load only for generation
         from anima.generate.pipeline import AnimationPipeline
 
         output = Path(output)
@@ -380,10 +392,20 @@ class Anima:
         identity = self.signing_identity()  # fail on missing keys before minutes of generation
         mark_key = marking_key(self.settings)
         picture = media.read_image(request.reference)
+        # Sizes and shapes are settled from config files and pose files before the slow face search:
+        # a request that cannot be fitted fails in one line, and the gate is asked only about work
+        # that can be done.
+        loaded = model if isinstance(model, AnimationPipeline) else None
+        canvas = (
+            fitting.ModelCanvas.of(loaded)
+            if loaded is not None
+            else fitting.ModelCanvas.read(Path(model or runner.DEFAULT_MODEL))
+        )
+        fit = fitting.plan(request, (picture.shape[1], picture.shape[0]), canvas)
         decision = self._gate(picture, purpose, fictional)
         gate.require(decision)
-        pipe = model if isinstance(model, AnimationPipeline) else self.load_model(model, device)
-        video = runner.animate(pipe, request, picture, tool_dir=self.pose_tool_dir)
+        pipe = loaded if loaded is not None else self.load_model(model, device)
+        video = runner.animate(pipe, request, picture, fit=fit, tool_dir=self.pose_tool_dir)
         drift = gate.check_output(
             video.frames,
             decision,
@@ -398,6 +420,7 @@ class Anima:
             "pose": _pose_label(request.pose),
             "seed": request.seed,
             **video.sampling,
+            "fitting": video.fitting,
             "consent": {
                 "purpose": purpose,
                 "fictional": fictional,

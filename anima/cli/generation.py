@@ -54,7 +54,7 @@ def generate(
         int | None, typer.Option(min=16, max=8192, help="Output width (default: the model's).")
     ] = None,
     height: Annotated[
-        int | None, typer.Option(min=16, max=8192, help="Output height (default: the reference's aspect).")
+        int | None, typer.Option(min=16, max=8192, help="Output height (default: the model's).")
     ] = None,
     fps: Annotated[
         float | None,

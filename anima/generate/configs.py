@@ -26,7 +26,8 @@ MOORE_SCHEDULER_CONFIG: dict[str, Any] = {
 # How Moore-AnimateAnyone runs its weights (scripts/pose2vid.py and pipeline_pose2vid_long.py):
 # 30 DDIM steps at guidance 3.5; 24-frame windows overlapping by 4 that wrap around to the first
 # frames; AnimateDiff's motion modules, which normalise each frame on its own; the reference squashed
-# to CLIP's 224 x 224 without a crop; reference and poses resized with Lanczos (VaeImageProcessor).
+# to CLIP's 224 x 224 without a crop; reference and poses resized with Lanczos (VaeImageProcessor);
+# 512 x 784 pixels (pose2vid.py's -W and -H; Animate Anyone's subjects stand in portrait).
 MOORE_PIPELINE_CONFIG: dict[str, Any] = {
     "default_steps": 30,
     "default_guidance": 3.5,
@@ -36,6 +37,8 @@ MOORE_PIPELINE_CONFIG: dict[str, Any] = {
     "motion_norm": "per_frame",
     "clip_input": "resize",
     "resample": "lanczos",
+    "default_width": 512,
+    "default_height": 784,
 }
 
 # SD-1.5's UNet (stable-diffusion-v1-5/unet/config.json), the ReferenceNet of the published weights.

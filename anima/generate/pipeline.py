@@ -86,6 +86,14 @@ def context_windows(
     return [list(range(start, start + context_frames)) for start in starts]
 
 
+def native_side(sample_size: int | list[int] | tuple[int, int], vae_scale_factor: int) -> tuple[int, int]:
+    """(width, height) in pixels of a UNet ``sample_size`` (latent pixels: one side, or height, width)."""
+    if isinstance(sample_size, int):
+        return sample_size * vae_scale_factor, sample_size * vae_scale_factor
+    height, width = sample_size
+    return width * vae_scale_factor, height * vae_scale_factor
+
+
 def _to_rgb_array(image: ImageInput, name: str) -> np.ndarray:
     array = np.array(image.convert("RGB") if isinstance(image, PIL.Image.Image) else image)
     if array.ndim != 3 or array.shape[2] != 3:
@@ -122,6 +130,8 @@ class AnimationPipeline(DiffusionPipeline):
             square (a portrait keeps its head and feet).
         resample (`str`, defaults to `"bicubic"`): the filter resizing the reference and the pose
             frames to the output size (`"bicubic"` or `"lanczos"`).
+        default_width, default_height (`int`, optional): the size the model was made to run at (see
+            :attr:`native_size`); `None` for the denoising UNet's sample size in pixels.
 
     All of these are saved with the model; a folder saved without one gets the default above.
 
@@ -155,6 +165,8 @@ class AnimationPipeline(DiffusionPipeline):
         motion_norm: str = "window",
         clip_input: str = "center_crop",
         resample: str = "bicubic",
+        default_width: int | None = None,
+        default_height: int | None = None,
     ) -> None:
         super().__init__()
         if clip_input not in CLIP_INPUTS:
@@ -183,10 +195,20 @@ class AnimationPipeline(DiffusionPipeline):
             motion_norm=motion_norm,
             clip_input=clip_input,
             resample=resample,
+            default_width=default_width,
+            default_height=default_height,
         )
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self._interrupt = False
         self._num_timesteps = 0
+
+    @property
+    def native_size(self) -> tuple[int, int]:
+        """(width, height) the model was made to run at: ``default_width`` / ``default_height`` from
+        its config, else the denoising UNet's sample size in pixels."""
+        side = native_side(self.denoising_unet.config.sample_size, self.vae_scale_factor)
+        config = self.config
+        return config.default_width or side[0], config.default_height or side[1]
 
     @property
     def warp_guided(self) -> bool:

@@ -14,8 +14,9 @@ from anima.errors import BadInput
 class GenerationRequest:
     """What to animate and how; every field but the paths' contents is recorded with the output.
 
-    ``steps``, ``guidance`` and ``strength`` ``None`` are the model's own defaults; ``width``
-    ``None`` is the model's native width and ``height`` ``None`` follows the reference's aspect;
+    ``steps``, ``guidance`` and ``strength`` ``None`` are the model's own defaults; ``width`` and
+    ``height`` ``None`` are the model's native size (one given alone, the other follows the
+    reference's shape; a reference of another shape is padded to fit, see ``anima.generate.fitting``);
     ``fps`` ``None`` is the pose source's; ``frames`` is the length of a built-in motion;
     ``reference_pose`` is the reference's one-frame pose file (a warp-guided model needs it; without
     it the pose is extracted from the picture).

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from anima import media
 from anima.errors import BadInput
-from anima.generate.pipeline import AnimationPipeline
+from anima.generate.fitting import ModelCanvas, pad_picture, plan, reference_pose_file
+from anima.generate.pipeline import RESAMPLE, AnimationPipeline
 from anima.generate.request import GenerationRequest
-from anima.pose import PoseSequence, extract_pose_from_image, load_pose, read_pose_json
+from anima.pose import Fit, PoseSequence, extract_pose_from_image, load_pose
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "anima-puppets"
 
@@ -27,6 +29,7 @@ class GeneratedVideo:
     fps: float
     model_name: str
     sampling: dict[str, float]  # the steps, guidance and strength actually used
+    fitting: dict[str, Any]  # how the reference was fitted to the output (Fit.to_dict)
 
 
 def default_pipeline(device: str | None = None) -> AnimationPipeline:
@@ -57,27 +60,11 @@ def model_name(pipe: AnimationPipeline) -> str:
     return Path(pipe.name_or_path).name if pipe.name_or_path else type(pipe).__name__
 
 
-def _output_size(
-    pipe: AnimationPipeline, reference: np.ndarray, width: int | None, height: int | None
-) -> tuple[int, int]:
-    """(width, height): the model's native width, height following the reference's aspect."""
-    step = pipe.vae_scale_factor
-    native = pipe.denoising_unet.config.sample_size * step
-    width = native if width is None else width
-    if height is None:
-        height = max(step, round(width * reference.shape[0] / reference.shape[1] / step) * step)
-    if width % step or height % step:
-        raise BadInput(f"width and height must be multiples of {step}, got {width}x{height}")
-    return width, height
-
-
 def _reference_pose(request: GenerationRequest, reference: np.ndarray, tool_dir: Path | None) -> PoseSequence:
+    """The reference's pose on the picture's canvas: from its file, else extracted from the picture."""
     if request.reference_pose is None:
         return extract_pose_from_image(reference, tool_dir=tool_dir)
-    pose = read_pose_json(request.reference_pose, canvas_size=(reference.shape[1], reference.shape[0]))
-    if pose.num_frames != 1:
-        raise BadInput(f"{request.reference_pose}: a reference pose is one frame, got {pose.num_frames}")
-    return pose
+    return reference_pose_file(request.reference_pose, (reference.shape[1], reference.shape[0]))
 
 
 def animate(
@@ -85,18 +72,21 @@ def animate(
     request: GenerationRequest,
     reference: np.ndarray | None = None,
     *,
+    fit: Fit | None = None,
     tool_dir: Path | None = None,
 ) -> GeneratedVideo:
     """Generate the frames of one video (in memory; the caller stamps them).
 
     ``reference`` is the picture as already read (so that what was checked is what is animated);
-    ``None`` reads ``request.reference``. ``tool_dir`` is the MediaPipe tool environment for pose
+    ``None`` reads ``request.reference``. ``fit`` is where the picture and its poses go on the
+    output (:func:`~anima.generate.fitting.plan`, which the caller may have run before the consent
+    gate); ``None`` plans it here. ``tool_dir`` is the MediaPipe tool environment for pose
     extraction (default: under the configured Anima home).
     """
     reference = media.read_image(request.reference) if reference is None else reference
-    width, height = _output_size(pipe, reference, request.width, request.height)
-    if request.pose.startswith("motion:"):  # the size is known only now (the model's, the aspect)
-        media.check_video_size(request.frames, width, height)
+    if fit is None:
+        fit = plan(request, (reference.shape[1], reference.shape[0]), ModelCanvas.of(pipe))
+    width, height = fit.output
     # A warp-guided model moves the reference limb by limb, so it needs the reference's pose and a
     # motion fitted to that body.
     needs_reference_pose = request.align or pipe.warp_guided or request.reference_pose is not None
@@ -105,6 +95,7 @@ def animate(
         request.pose,
         (width, height),
         reference=reference_pose,
+        fit=fit,
         num_frames=request.frames,
         fps=request.fps,
         tool_dir=tool_dir,
@@ -125,14 +116,14 @@ def animate(
     generator = torch.Generator(device="cpu").manual_seed(request.seed)
     try:
         frames = pipe(
-            reference,
+            pad_picture(reference, fit, RESAMPLE[pipe.config.resample]),
             list(pose.frames),
             height=height,
             width=width,
             num_inference_steps=sampling["steps"],
             guidance_scale=sampling["guidance"],
             strength=sampling["strength"],
-            reference_pose=reference_pose.keypoints[0] if pipe.warp_guided else None,
+            reference_pose=fit.pose(reference_pose).keypoints[0] if pipe.warp_guided else None,
             poses=pose.keypoints.keypoints if pipe.warp_guided else None,
             generator=generator,
             output_type="np",
@@ -140,4 +131,4 @@ def animate(
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     video = (np.asarray(frames) * 255).round().astype(np.uint8)
-    return GeneratedVideo(video, request.fps or pose.fps, model_name(pipe), sampling)
+    return GeneratedVideo(video, request.fps or pose.fps, model_name(pipe), sampling, fit.to_dict())

@@ -10,7 +10,8 @@ from anima.pose.blazepose import (
     extract_pose_from_video,
 )
 from anima.pose.dwpose import DWPoseExtractor
-from anima.pose.load import PoseInput, extract_driving_pose, load_pose
+from anima.pose.fit import Fit
+from anima.pose.load import PoseInput, extract_driving_pose, load_pose, pose_canvas
 from anima.pose.motions import MOTIONS, builtin_motion
 from anima.pose.readers import read_pose_json, read_skeleton_video
 from anima.pose.render import COLORS, render_pose, render_sequence, render_video
@@ -22,6 +23,7 @@ __all__ = [
     "LIMBS",
     "MOTIONS",
     "DWPoseExtractor",
+    "Fit",
     "PoseExtractionError",
     "PoseInput",
     "PoseSequence",
@@ -33,6 +35,7 @@ __all__ = [
     "extract_pose_from_image",
     "extract_pose_from_video",
     "load_pose",
+    "pose_canvas",
     "read_pose_json",
     "read_skeleton_video",
     "render_pose",

@@ -37,13 +37,23 @@ def _scaled_width(value: int, size: tuple[int, int]) -> int:
     return max(1, round(value * min(size) / TRAINING_SHORT_SIDE))
 
 
-def check_same_aspect(source: tuple[int, int], target: tuple[int, int], what: str) -> None:
+def same_aspect(source: tuple[int, int], target: tuple[int, int]) -> bool:
+    """Whether two (width, height) sizes have one shape, within 1% (sizes rounded to whole pixels)."""
+    return abs(source[0] * target[1] / (source[1] * target[0]) - 1) <= ASPECT_TOLERANCE
+
+
+def check_same_aspect(
+    source: tuple[int, int],
+    target: tuple[int, int],
+    what: str,
+    against: str = "the output",
+    hint: str = "align the pose to a reference of the output's size, or match sizes",
+) -> None:
     """Refuse to stretch a pose onto a canvas of another shape, which would distort every bone."""
-    source_ratio, target_ratio = source[0] / source[1], target[0] / target[1]
-    if abs(source_ratio / target_ratio - 1) > ASPECT_TOLERANCE:
+    if not same_aspect(source, target):
         raise BadInput(
-            f"{what} is {source[0]}x{source[1]} but the output is {target[0]}x{target[1]}: "
-            "the aspect ratios differ (align the pose to a reference of the output's size, or match sizes)"
+            f"{what} is {source[0]}x{source[1]} but {against} is {target[0]}x{target[1]}: "
+            f"the aspect ratios differ ({hint})"
         )
 
 
