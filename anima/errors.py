@@ -19,6 +19,11 @@ class MediaError(BadInput):
     """A file is not readable media, or not media Anima can handle."""
 
 
+class MediaTooLarge(MediaError):
+    """Readable media over a size limit (pixels, frames), refused from its header before decoding:
+    the server answers 413 for it where other media errors are 415."""
+
+
 class ProvenanceError(AnimaError):
     """Signing, manifest or watermark work failed (missing keys, a c2pa failure)."""
 

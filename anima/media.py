@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from PIL.Image import DecompressionBombError, DecompressionBombWarning
 
-from anima.errors import MediaError
+from anima.errors import MediaError, MediaTooLarge
 
 MAX_SIDE = 8192
 MIN_SIDE = 16
@@ -204,9 +204,8 @@ def _head(path: Path) -> bytes:
 
 def _check_size(path: Path, width: int, height: int) -> None:
     if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
-        raise MediaError(
-            f"{path}: frame size {width}x{height} is outside {MIN_SIDE}..{MAX_SIDE} pixels per side"
-        )
+        error = MediaTooLarge if max(width, height) > MAX_SIDE else MediaError
+        raise error(f"{path}: frame size {width}x{height} is outside {MIN_SIDE}..{MAX_SIDE} pixels per side")
 
 
 @contextmanager
@@ -227,9 +226,9 @@ def _open_video(path: Path) -> Iterator[av.container.InputContainer]:
 def _check_length(path: Path, frames: int, width: int, height: int, *, animation: bool) -> None:
     """A frame count from a header, checked before any frame is decoded."""
     if frames > MAX_FRAMES:
-        raise MediaError(f"{path}: more than {MAX_FRAMES} frames")
+        raise MediaTooLarge(f"{path}: more than {MAX_FRAMES} frames")
     if animation and frames * width * height > MAX_VIDEO_PIXELS:
-        raise MediaError(
+        raise MediaTooLarge(
             f"{path}: {frames} frames of {width}x{height} is over the limit of {MAX_VIDEO_PIXELS:,} "
             "pixels in one animation; not decoded"
         )
@@ -242,7 +241,7 @@ def _count_packets(path: Path, container: av.container.InputContainer, stream: a
         for packet in container.demux(stream):
             count += packet.size > 0  # the demuxer ends with an empty packet
             if count > MAX_FRAMES:
-                raise MediaError(f"{path}: more than {MAX_FRAMES} frames")
+                raise MediaTooLarge(f"{path}: more than {MAX_FRAMES} frames")
     except av.error.FFmpegError as exc:
         raise MediaError(f"{path}: video data is corrupt ({exc.__class__.__name__})") from None
     return count
@@ -325,7 +324,7 @@ def _decode(path: Path, wanted: Collection[int] | None = None) -> Iterator[tuple
                     _check_size(path, frame.width, frame.height)
                 count += 1
                 if count > MAX_FRAMES:
-                    raise MediaError(f"{path}: more than {MAX_FRAMES} frames")
+                    raise MediaTooLarge(f"{path}: more than {MAX_FRAMES} frames")
                 keep = wanted is None or count - 1 in wanted
                 yield count - 1, frame.to_ndarray(format="rgb24") if keep else None
                 if last is not None and count > last:
@@ -437,7 +436,7 @@ def _open_image(path: Path) -> Iterator[Image.Image]:
             warnings.simplefilter("error", DecompressionBombWarning)
             image = Image.open(path)
     except (DecompressionBombError, DecompressionBombWarning):
-        raise MediaError(
+        raise MediaTooLarge(
             f"{path}: image has too many pixels (over {MAX_SIDE}x{MAX_SIDE}); not decoded"
         ) from None
     except (UnidentifiedImageError, OSError) as exc:

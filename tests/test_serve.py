@@ -11,24 +11,28 @@ import io
 import json
 import os
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import c2pa
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'anima[serve]'")
 
+from containers import encode
 from fastapi.testclient import TestClient
+from PIL import Image
 from typer.testing import CliRunner
 
 from anima import Anima, StampResult, Verdict
 from anima.cli import app as cli_app
 from anima.config import Settings
 from anima.errors import BadInput
-from anima.media import read_video, write_video
+from anima.media import READ_KINDS, read_video, write_video
 from anima.provenance import watermark
 from anima.serve import ServeSettings, create_app, load_token, views
 from anima.serve.guards import RateLimiter
@@ -154,6 +158,44 @@ def test_raw_body_upload_and_no_evidence(serve: Any, clip: Path) -> None:
     assert response.json()["ledger"] is None
 
 
+@pytest.mark.parametrize("container", ["webm-vp9", "gif"])
+def test_every_kind_verify_reads_gets_a_verdict(
+    serve: Any, studio: Anima, astronaut_frames: np.ndarray, tmp_path: Path, container: str
+) -> None:
+    """What ``Anima.verify`` reads, the server reads (known by content, whatever the declared type),
+    and it reaches the same verdict."""
+    path = encode(astronaut_frames[:12], tmp_path, container)
+    client = serve()
+    uploaded = post_file(client, "/v1/verify", path, name="clip.mp4")  # declared video/mp4, named .mp4
+    assert uploaded.status_code == 200, uploaded.text
+    assert uploaded.json()["verdict"] == studio.verify(path).verdict
+    raw = client.post("/v1/verify", content=path.read_bytes(), headers={"Content-Type": "video/webm"})
+    assert raw.status_code == 200 and raw.json()["verdict"] == uploaded.json()["verdict"]
+    page = post_file(client, "/verify", path)
+    assert page.status_code == 200 and "data:image/jpeg;base64," in page.text  # thumbnails decoded
+    assert list(upload_root(client).iterdir()) == []
+
+
+def test_a_text_file_is_refused_with_one_clear_line(serve: Any) -> None:
+    client = serve()
+    notes = ("notes.txt", b"just some text, not a video\n", "text/plain")
+    refused = client.post("/v1/verify", files={"file": notes})
+    assert refused.status_code == 415
+    detail = refused.json()["detail"]
+    assert detail == f"notes.txt: not a readable video or picture (its content is not {READ_KINDS})"
+    assert str(upload_root(client)) not in detail
+    on_the_page = client.post("/verify", files={"file": notes})
+    assert on_the_page.status_code == 415 and 'role="alert"' in on_the_page.text
+    assert "its content is not MP4, QuickTime, WebM" in on_the_page.text
+    assert list(upload_root(client).iterdir()) == []
+
+
+def test_the_page_offers_every_kind_verify_reads(serve: Any) -> None:
+    page = serve().get("/").text
+    assert READ_KINDS in page
+    assert all(kind in page for kind in ("video/webm", "image/gif", "image/webp", ".mkv", ".avi"))
+
+
 # ------------------------------------------------------------------ the Soft Binding Resolution API
 
 
@@ -218,6 +260,38 @@ def test_soft_binding_api_refuses_bad_queries(serve: Any, studio: Anima) -> None
     assert as_json.status_code == 415
 
 
+def test_return_active_manifest_serves_the_active_manifest_as_json(
+    serve: Any, studio: Anima, still: Path, tmp_path: Path
+) -> None:
+    result = studio.stamp(still, tmp_path / "marked.png")
+    client = serve()
+    manifest_id = studio.ledger.stamp(result.stamp_id).manifest["active_manifest"]
+    whole = client.get(f"/v1/manifests/{manifest_id}", params={"returnActiveManifest": "false"})
+    assert whole.status_code == 200 and whole.headers["content-type"] == "application/c2pa"
+    with c2pa.Reader("application/c2pa", io.BytesIO(whole.content)) as reader:
+        store = json.loads(reader.json())
+
+    active = client.get(f"/v1/manifests/{manifest_id}", params={"returnActiveManifest": "true"})
+    assert active.status_code == 200 and active.headers["content-type"] == "application/json"
+    manifest = active.json()
+    assert "manifests" not in manifest and "active_manifest" not in manifest  # the manifest, not the store
+    expected = store["manifests"][manifest_id]
+    assert (
+        manifest["label"] == manifest_id
+        and manifest["claim_generator_info"] == expected["claim_generator_info"]
+    )
+    stamp_assertion = next(a["data"] for a in manifest["assertions"] if a["label"] == "org.anima.stamp")
+    assert stamp_assertion["stamp_id"] == result.stamp_id
+    assert [a["label"] for a in manifest["assertions"]] == [a["label"] for a in expected["assertions"]]
+
+    bad = client.get(f"/v1/manifests/{manifest_id}", params={"returnActiveManifest": "maybe"})
+    assert bad.status_code == 400 and "returnActiveManifest" in bad.json()["detail"]
+    private = serve(public_manifests=False)
+    url = f"/v1/manifests/{manifest_id}?returnActiveManifest=true"
+    assert private.get(url).status_code == 401
+    assert private.get(url, headers=AUTH).json() == manifest
+
+
 def test_private_manifests_need_the_token(serve: Any) -> None:
     client = serve(public_manifests=False)
     params = {"alg": watermark.ALGORITHM, "value": watermark.binding_value(7)}
@@ -271,6 +345,22 @@ def test_size_pixel_and_frame_limits_answer_413(serve: Any, clip: Path, still: P
     assert post_file(frames, "/v1/verify", clip).status_code == 413  # 24 frames
     for client in (small, pixels, frames):
         assert list(upload_root(client).iterdir()) == []
+
+
+def test_a_picture_whose_header_claims_a_huge_size_answers_413(serve: Any, tmp_path: Path) -> None:
+    """Anima's own limits (8192 px a side) refuse it from the header, undecoded: too large, not unreadable."""
+    png = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(png, format="PNG")
+    data = bytearray(png.getvalue())
+    data[16:24] = (20_000).to_bytes(4, "big") + (16).to_bytes(4, "big")  # IHDR width, height
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # IHDR's CRC over type + fields
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(bytes(data))
+    client = serve()
+    answer = post_file(client, "/v1/verify", huge)
+    assert answer.status_code == 413 and "huge.png" in answer.json()["detail"]
+    assert str(tmp_path) not in answer.json()["detail"]
+    assert list(upload_root(client).iterdir()) == []
 
 
 def test_content_is_sniffed_not_trusted(serve: Any, still: Path, tmp_path: Path) -> None:
@@ -433,6 +523,10 @@ def test_server_side_paths_only_when_enabled_and_with_the_token(
     assert client.post("/v1/verify", json={"nope": 1}, headers=AUTH).status_code == 400
     good = client.post("/v1/verify", json={"path": "still.png"}, headers=AUTH)
     assert good.status_code == 200 and good.json()["path"] == "still.png"
+    (allowed / "notes.txt").write_text("not a video")
+    text = client.post("/v1/verify", json={"path": "notes.txt"}, headers=AUTH)
+    assert text.status_code == 415 and text.json()["detail"].startswith("notes.txt: not a readable video")
+    assert str(allowed) not in text.text
 
 
 # ------------------------------------------------------------------ settings, token, CLI, layout
@@ -524,3 +618,7 @@ def test_consent_fields_are_taken_out_of_every_json_answer() -> None:
     assert "consent" in anima_data  # the row's own copy is left alone
     assert views.without_consent(anima_data) == {"stamp_id": "anm-00000001"}
     assert views.without_consent(None) is None
+    assert views.active_manifest(store) == {
+        "assertions": [{"label": "org.anima.stamp", "data": {"stamp_id": "anm-00000001"}}]
+    }
+    assert views.active_manifest({"manifests": {}}) is None

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 import jinja2
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as FastAPIPath
@@ -28,7 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from anima import __version__
+from anima import __version__, media
 from anima.api import Anima
 from anima.errors import AnimaError, BadInput, MediaError
 from anima.ledger import Stamp
@@ -203,7 +204,9 @@ async def _check(server: Server, request: Request, *, with_thumbnails: bool = Fa
                 else:
                     upload = await uploads.receive(request, folder, settings)
                     path, filename = upload.path, upload.filename
-                uploads.check_limits(path, settings)
+                # Known by content and measured from the header (packets counted where the header
+                # has no frame count) off the event loop, before a worker decodes anything.
+                await anyio.to_thread.run_sync(uploads.check_limits, path, settings, filename)
                 work = functools.partial(_verify_file, server.anima, path, settings.trust, with_thumbnails)
                 try:
                     report, thumbnails = await server.queue.run(work)
@@ -239,10 +242,7 @@ async def _server_side_path(server: Server, request: Request) -> tuple[Path, str
         raise Refused(403, "path is outside the allowed folder")
     if not path.is_file():
         raise Refused(404, "no such file under the allowed folder")
-    with open(path, "rb") as handle:
-        if uploads.sniff(handle.read(uploads.SNIFF_BYTES)) is None:
-            raise Refused(415, "not a video or still Anima reads (judged by content)")
-    return path, named
+    return path, named  # judged by its content next, as an upload is
 
 
 def _durable_id(server: Server, report: VerifyReport) -> str | None:
@@ -258,6 +258,8 @@ def _durable_id(server: Server, report: VerifyReport) -> str | None:
 def _page_routes(app: FastAPI, server: Server) -> None:
     def render(name: str, status: int = 200, **values: Any) -> HTMLResponse:
         values.setdefault("max_upload_mb", server.settings.max_upload_bytes / (1 << 20))
+        values.setdefault("read_kinds", media.READ_KINDS)
+        values.setdefault("accept", ACCEPT)
         return HTMLResponse(server.pages.get_template(name).render(**values), status_code=status)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -307,6 +309,12 @@ def _page_routes(app: FastAPI, server: Server) -> None:
         ]
         return render("docs.html.j2", endpoints=endpoints, version=__version__)
 
+
+# What the page's file picker offers: every kind ``Anima.verify`` reads, by type and by suffix
+# (browsers know some of these types under other names); the server judges by content anyway.
+ACCEPT = ",".join(
+    sorted(media.STILL_TYPES | media.ANIMATION_TYPES | media.VIDEO_TYPES) + sorted(media.READ_SUFFIXES)
+)
 
 VERDICT_WORDS = {
     Verdict.ANIMA_GENERATED: "Made with Anima",
@@ -456,20 +464,29 @@ def _soft_binding_routes(app: FastAPI, server: Server) -> None:
 
     @app.get(
         "/v1/manifests/{manifestId}",
-        summary="The manifest store kept for a manifest id (application/c2pa)",
+        summary="The manifest store kept for a manifest id (application/c2pa), or its active manifest",
         description=(
             "The signed C2PA manifest store as it was embedded in the output (`application/c2pa`). "
-            "The whole store is returned; `returnActiveManifest` is accepted but the store is not split. "
-            "A row written before the store's bytes were kept is served as c2pa's JSON reading "
-            "(`application/json`)."
+            "With `returnActiveManifest=true`, only the active manifest, as c2pa's JSON reading of the "
+            "kept store (`application/json`, consent fields taken out). A row written before the "
+            "store's bytes were kept is served as c2pa's JSON reading (`application/json`)."
         ),
         response_class=Response,
-        responses={200: {"content": {"application/c2pa": {}}}, **_responses(400, 401, 404, 429)},
+        responses={
+            200: {"content": {"application/c2pa": {}, "application/json": {}}},
+            **_responses(400, 401, 404, 429),
+        },
     )
     def manifest(
         request: Request,
         manifest_id: Annotated[str, FastAPIPath(alias="manifestId")],
-        return_active_manifest: Annotated[bool, Query(alias="returnActiveManifest")] = False,
+        return_active_manifest: Annotated[
+            bool,
+            Query(
+                alias="returnActiveManifest",
+                description="true: only the active manifest, as JSON; false (default): the whole store",
+            ),
+        ] = False,
     ) -> Response:
         guard(request)
         if not MANIFEST_ID.fullmatch(manifest_id):
@@ -479,9 +496,16 @@ def _soft_binding_routes(app: FastAPI, server: Server) -> None:
             raise Refused(404, "no such manifest in this ledger")
         if server.anima.ledger.row_problem(row) is not None:
             raise Refused(404, "this manifest's ledger row fails its integrity check; not served")
+        if return_active_manifest:
+            # The row's reading of the store it kept (checked by row_problem above): its active
+            # manifest is the one manifest_id names, since that is how the row was found.
+            active = views.active_manifest(row.manifest or {})
+            if active is None:
+                raise Refused(404, "this manifest's store names no active manifest")
+            return JSONResponse(active)
         store = manifest_store_bytes(row)
         if store is None:
-            return JSONResponse(row.manifest)
+            return JSONResponse(views.redacted_store(row.manifest))
         disposition = f'attachment; filename="{row.id}.c2pa"'
         return Response(store, media_type="application/c2pa", headers={"Content-Disposition": disposition})
 

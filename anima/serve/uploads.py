@@ -1,40 +1,37 @@
 """Uploads: streamed to a private folder (never whole in memory), counted against the size limit as
-they arrive, judged by their first bytes (never by their name or declared type), and measured from
-their headers against the pixel and frame limits before anything is decoded."""
+they arrive, known by their content as :mod:`anima.media` knows every file ``Anima.verify`` reads
+(never by their name or declared type), and measured from their headers against the pixel and
+frame limits before anything is decoded."""
 
 from __future__ import annotations
 
 import re
 import shutil
 import tempfile
-import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
-from PIL import Image
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
+from anima import media
+from anima.errors import MediaError, MediaTooLarge
 from anima.serve.guards import Refused
 from anima.serve.settings import MULTIPART_OVERHEAD, ServeSettings
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 4096
-SNIFF_BYTES = 16
-MOV_BRANDS = {b"qt  "}
 RAW_TYPES = ("video/", "image/", "application/octet-stream")
 
 
 @dataclass
 class Upload:
-    """A received file: where it lies, the name its sender gave it, and what its bytes say it is."""
+    """A received file: where it lies, and the name its sender gave it."""
 
     path: Path
     filename: str
-    suffix: str = ""
     fields: dict[str, str] | None = None
 
 
@@ -55,17 +52,6 @@ def safe_name(name: str) -> str:
     return name[:200] or "upload"
 
 
-def sniff(head: bytes) -> str | None:
-    """The suffix Anima reads a file by, judged from its first bytes; None for anything else."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return ".png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return ".jpg"
-    if len(head) >= 12 and head[4:8] == b"ftyp":
-        return ".mov" if head[8:12] in MOV_BRANDS else ".mp4"
-    return None
-
-
 class _Body:
     """Counts the bytes of a request body as they stream in, refusing past the limit."""
 
@@ -82,7 +68,7 @@ class _Body:
 
 async def receive(request: Request, folder: Path, settings: ServeSettings) -> Upload:
     """Stream the request's file (a multipart ``file`` field, or a raw ``video/*``/``image/*`` body)
-    into ``folder``, then name it by what its bytes are."""
+    into ``folder``; what it holds is judged later, by :func:`check_limits`."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     target = folder / "upload.bin"
     if content_type == b"multipart/form-data":
@@ -98,7 +84,9 @@ async def receive(request: Request, folder: Path, settings: ServeSettings) -> Up
         upload = Upload(target, "upload")
     else:
         raise Refused(415, "send the file as multipart/form-data (field 'file') or a video/image body")
-    return _named_by_content(upload)
+    if not upload.path.exists() or upload.path.stat().st_size == 0:
+        raise Refused(400, "the uploaded file is empty")
+    return upload
 
 
 async def _receive_multipart(
@@ -193,60 +181,20 @@ class _Parts:
             self._out = None
 
 
-def _named_by_content(upload: Upload) -> Upload:
-    """Rename the upload by what its first bytes say it is (415 for anything Anima cannot read)."""
-    if not upload.path.exists() or upload.path.stat().st_size == 0:
-        raise Refused(400, "the uploaded file is empty")
-    with open(upload.path, "rb") as handle:
-        suffix = sniff(handle.read(SNIFF_BYTES))
-    if suffix is None:
-        raise Refused(415, "not a video or still Anima reads (MP4, MOV, PNG or JPEG, judged by content)")
-    named = upload.path.with_name(f"upload{suffix}")
-    upload.path.rename(named)
-    upload.path, upload.suffix = named, suffix
-    return upload
-
-
-def check_limits(path: Path, settings: ServeSettings) -> None:
-    """Frame size and frame count from the header, against the server's limits (413), before any
-    frame is decoded; a header that cannot be read is not media Anima reads (415)."""
-    with open(path, "rb") as handle:
-        kind = sniff(handle.read(SNIFF_BYTES))
-    if kind is None:
-        raise Refused(415, "not a video or still Anima reads (MP4, MOV, PNG or JPEG, judged by content)")
-    if kind in (".png", ".jpg"):
-        width, height, frames = *_image_size(path), 1
-    else:
-        width, height, frames = _video_size(path)
-    if width * height > settings.max_pixels:
-        raise Refused(413, f"{width}x{height} is over the limit of {settings.max_pixels} pixels a frame")
-    if frames > settings.max_frames:
-        raise Refused(413, f"{frames} frames is over the limit of {settings.max_frames}")
-
-
-def _image_size(path: Path) -> tuple[int, int]:
+def check_limits(path: Path, settings: ServeSettings, name: str = "upload") -> media.MediaInfo:
+    """Know ``path`` by its content and measure it from its header as ``Anima.verify`` does
+    (:func:`anima.media.probe`), decoding nothing: 413 past Anima's or the server's size limits,
+    415 for what Anima does not read, with ``anima.media``'s one line (``name`` in place of the path)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:  # reads the header only
-                return image.width, image.height
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise Refused(413, "the picture has too many pixels; not decoded") from None
-    except Exception:
-        raise Refused(415, "the picture's header cannot be read") from None
-
-
-def _video_size(path: Path) -> tuple[int, int, int]:
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise Refused(415, "the file holds no video stream")
-            stream = container.streams.video[0]
-            frames = int(stream.frames or 0)
-            if not frames and stream.duration and stream.time_base and stream.average_rate:
-                frames = int(stream.duration * stream.time_base * stream.average_rate)
-            return stream.codec_context.width, stream.codec_context.height, frames
-    except Refused:
-        raise
-    except Exception:
-        raise Refused(415, "the video's header cannot be read") from None
+        info = media.probe(path)
+    except MediaTooLarge as exc:
+        raise Refused(413, str(exc).replace(str(path), name)) from None
+    except MediaError as exc:
+        raise Refused(415, str(exc).replace(str(path), name)) from None
+    if info.width * info.height > settings.max_pixels:
+        raise Refused(
+            413, f"{info.width}x{info.height} is over the limit of {settings.max_pixels} pixels a frame"
+        )
+    if info.num_frames > settings.max_frames:
+        raise Refused(413, f"{info.num_frames} frames is over the limit of {settings.max_frames}")
+    return info

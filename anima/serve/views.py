@@ -43,6 +43,16 @@ def redacted_store(store: dict[str, Any] | None) -> dict[str, Any] | None:
     return store
 
 
+def active_manifest(store: dict[str, Any]) -> dict[str, Any] | None:
+    """The active manifest of a manifest store (c2pa's JSON), consent fields taken out; None if the
+    store names none."""
+    label = store.get("active_manifest")
+    manifest = (store.get("manifests") or {}).get(label) if isinstance(label, str) else None
+    if not isinstance(manifest, dict):
+        return None
+    return redacted_store({"manifests": {label: manifest}})["manifests"][label]
+
+
 def manifest_id(row: Stamp) -> str | None:
     """The C2PA manifest id (the active manifest's label) of a stamp's kept manifest store."""
     label = (row.manifest or {}).get("active_manifest")
