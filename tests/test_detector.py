@@ -15,11 +15,10 @@ from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import estimator_checks
 from sklearn.utils.validation import check_is_fitted
-from tiny import tiny_pipeline
 
 from anima import Verdict
 from anima.detect.classifier import DetectorNotFitted, SyntheticVideoDetector
-from anima.detect.dataset import DatasetPlan, build_dataset, load_dataset, upload_damage
+from anima.detect.dataset import upload_damage
 from anima.detect.evidence import DEFAULT_DETECTOR
 from anima.errors import BadInput
 from anima.media import write_video
@@ -35,31 +34,6 @@ def _textures(count: int, blurred: bool, seed: int) -> list[np.ndarray]:
             frames = np.stack([cv2.GaussianBlur(f, (0, 0), 1.5) for f in frames])
         clips.append(frames)
     return clips
-
-
-def test_dataset_splits_share_no_character_or_motion(tmp_path: Path) -> None:
-    model = tmp_path / "tiny"
-    pipe = tiny_pipeline(seed=0, warp_guided=True)
-    pipe.register_to_config(default_steps=2)
-    pipe.save_pretrained(model)
-    plan = DatasetPlan(
-        puppets={"train": 2, "val": 1, "test": 1}, photos={"train": 1, "val": 1, "test": 1}, frames=3, size=64
-    )
-    entries = build_dataset(tmp_path / "data", plan, model)
-    assert len(entries) == 2 * 4 + 3
-    seeds = {split: {e.seed for e in entries if e.split == split} for split in ("train", "val", "test")}
-    assert not (seeds["train"] & seeds["val"]) and not (seeds["train"] & seeds["test"])
-    assert not (seeds["val"] & seeds["test"])
-    clips, labels, listed = load_dataset(tmp_path / "data", "train")
-    assert sorted(labels.tolist()) == [0, 0, 0, 1, 1]
-    assert all(clip.shape == (3, 64, 64, 3) for clip in clips)
-    # Each of our clips has the real clip of the same character and poses beside it, in the same split.
-    ours = {e.seed for e in listed if e.label == 1}
-    assert ours == {e.seed for e in listed if e.source == "puppet"}
-    # A re-run finds every clip in place and writes nothing new.
-    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "data").rglob("*.mp4")}
-    build_dataset(tmp_path / "data", plan, model)
-    assert before == {p: p.stat().st_mtime_ns for p in (tmp_path / "data").rglob("*.mp4")}
 
 
 def test_short_training_lowers_the_loss_and_calibrates(tmp_path: Path) -> None:

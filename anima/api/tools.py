@@ -50,20 +50,35 @@ class DetectorTools:
 
     def dataset(
         self,
-        output: str | Path,
+        output: str | Path | None = None,
         *,
-        puppets: dict[str, int] | None = None,
-        photos: int = 60,
-        frames: int = 12,
+        preset: str = "small",
+        generated: int | None = None,
+        real: int | None = None,
         model: str | Path | None = None,
-        progress: Callable[[str], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[ClipEntry]:
-        """Build real and generated clips split by character and motion (a re-run resumes)."""
-        from anima.detect.dataset import SPLIT_SEEDS, DatasetPlan, build_dataset
+        """Build this generator's clips under a plan of sampling configurations (steps, strength,
+        guidance, seed, length, size) beside real ones (the same puppets and poses, photo pans,
+        camera-like footage, textures, night scenes, documents, animals), split 60/20/20 by seed and
+        picture; a re-run resumes. ``output`` defaults to ``detector-dataset`` in the Anima home;
+        ``preset`` is ``small`` (260 generated + 440 real clips) or ``full`` (1,500 + 2,000);
+        ``generated`` and ``real`` override its counts. ``progress(done, total)`` after each clip."""
+        from anima.detect.dataset import PRESETS, DatasetPlan, build_dataset
 
-        puppets = puppets or {"train": 150, "val": 50, "test": 60}
-        plan = DatasetPlan(puppets=puppets, photos=dict.fromkeys(SPLIT_SEEDS, photos), frames=frames)
-        return build_dataset(Path(output), plan, Path(model) if model else None, progress=progress)
+        if preset not in PRESETS:
+            raise BadInput(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        counts = PRESETS[preset]
+        plan = DatasetPlan.of_size(
+            counts[0] if generated is None else generated, counts[1] if real is None else real
+        )
+        folder = Path(output) if output is not None else self.default_dataset
+        return build_dataset(folder, plan, Path(model) if model else None, progress=progress)
+
+    @property
+    def default_dataset(self) -> Path:
+        """Where ``dataset`` builds unless told: outside any checkout, so a background build survives."""
+        return self._anima.settings.home / "detector-dataset"
 
     def train(
         self,

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from anima.api import MAX_SCAN_WORKERS, Anima
 from anima.cli._common import HomeOption, TrustOption, WatermarkKeyOption, console, progress_bar, say
+from anima.cli._errors import errors
 
 detector_app = typer.Typer(
     help="The detector of this generator's output: its data, training and evaluation.", no_args_is_help=True
@@ -61,31 +62,52 @@ def scan(
 
 @detector_app.command("dataset")
 def detector_dataset(
-    output: Annotated[Path, typer.Option("-o", "--output", help="Dataset folder (a re-run resumes).")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Dataset folder (default: detector-dataset in the Anima home); a re-run resumes.",
+        ),
+    ] = None,
+    preset: Annotated[
+        str, typer.Option(help="small: 260 generated + 440 real clips; full: 1,500 + 2,000 (hours of CPU).")
+    ] = "small",
+    generated: Annotated[
+        int | None, typer.Option(min=0, help="Generated clips in all, split 60/20/20 (overrides the preset).")
+    ] = None,
+    real: Annotated[
+        int | None, typer.Option(min=0, help="Real clips in all, split 60/20/20 (overrides the preset).")
+    ] = None,
     model: Annotated[
         Path | None, typer.Option(help="Generator (default: the shipped anima-puppets).")
     ] = None,
-    train_puppets: Annotated[
-        int, typer.Option(min=0, help="Puppet characters in train (a real + an ours clip each).")
-    ] = 150,
-    val_puppets: Annotated[int, typer.Option(min=0, help="Puppet characters in val.")] = 50,
-    test_puppets: Annotated[int, typer.Option(min=0, help="Puppet characters in test.")] = 60,
-    photos: Annotated[int, typer.Option(min=0, help="Real camera moves over photographs, per split.")] = 60,
-    frames: Annotated[int, typer.Option(min=1, max=1000, help="Frames per clip.")] = 12,
+    home: HomeOption = None,
 ) -> None:
-    """Build real and generated clips, split by character and motion."""
-    puppets = {"train": train_puppets, "val": val_puppets, "test": test_puppets}
+    """Build generated clips under varied sampling settings and real clips, split by seed and picture;
+    resumable (`nohup anima detector dataset --preset full &`, then the same command again)."""
+    tools = Anima(home).detector
+    folder = output if output is not None else tools.default_dataset
     with progress_bar() as bar:
-        task = bar.add_task("clips", total=sum(puppets.values()) + 3 * photos)
-        entries = Anima().detector.dataset(
-            output,
-            puppets=puppets,
-            photos=photos,
-            frames=frames,
-            model=model,
-            progress=lambda _: bar.advance(task),
+        bar.speed_estimate_period = 1800  # generated clips take 100x longer than real ones: average long
+        task = bar.add_task("clips", total=None)
+
+        def report(done: int, total: int) -> None:
+            if bar.tasks[task].total is None:  # clips an earlier run made do not count toward the speed
+                bar.reset(task, total=total, completed=done)
+                if done:
+                    say(f"resuming {escape(str(folder))}: {done} of {total} clips already listed")
+            else:
+                bar.update(task, completed=done)
+            if not errors.is_terminal and (done % 25 == 0 or done == total):  # a log for background runs
+                left = bar.tasks[task].time_remaining
+                eta = f", about {left / 3600:.1f} h left" if left is not None else ""
+                errors.print(f"{done}/{total} clips{eta}", highlight=False)
+
+        entries = tools.dataset(
+            folder, preset=preset, generated=generated, real=real, model=model, progress=report
         )
-    say(f"[green]dataset[/] {escape(str(output))}: {len(entries)} clips")
+    say(f"[green]dataset[/] {escape(str(folder))}: {len(entries)} clips")
 
 
 def _metrics_table(results: dict[str, dict[str, float]]) -> Table:

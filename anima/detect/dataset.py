@@ -1,84 +1,203 @@
-"""The detector's data: real clips and this generator's clips, split so nothing crosses.
+"""The detector's data: this generator's clips and real ones, split so nothing crosses.
 
-* real: ground-truth puppet renders, and camera moves over photographs shipped in packages;
-* ours: the pipeline's output for the *same* characters and poses as the real puppet clips, so the
-  classifier must learn the generator's traces, not who is on screen.
+* ours: the pipeline's output under a plan of sampling configurations (steps, strength, guidance,
+  noise seed, clip length, size), drawn per clip from its seed, so the classifier learns the
+  generator and not one setting;
+* real: the ground-truth puppet render of the *same* character and poses beside every generated
+  clip (a third of them as if filmed by a camera), so the classifier must learn the generator's
+  traces and not who is on screen; then real footage far from puppets (:mod:`anima.detect.footage`):
+  photo pans, handheld camera footage, textures and static, night scenes, documents, animals.
 
 Every clip is derived from a seed, and each split draws its seeds from its own range (also far
-from the generator's training seeds), so no character and no motion is in two splits. Clips are
-H.264 MP4 files (CRF 18, as published), listed in ``dataset.jsonl``; a build that stopped resumes.
+from the generator's training seeds) and films its own photographs, so no character, motion or
+picture is in two splits. Clips are H.264 MP4 files (CRF 18, as published), listed in
+``dataset.jsonl`` with how each was made and its SHA-256. A line is appended only once its clip is
+written whole, and a build skips what is listed, so a stopped build resumes where it stopped; a
+plan's clip ``i`` does not depend on the counts, so a larger plan extends a smaller one.
 :func:`upload_damage` degrades a clip the ways uploads do, for training and for attacks.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
 import numpy as np
-import torch
-from skimage import data as photos
-from skimage.util import img_as_ubyte
 
+from anima.detect import footage
 from anima.errors import BadInput
 from anima.media import atomic_output, read_video, write_video
 
 SPLIT_SEEDS = {"train": 2_000_000, "val": 3_000_000, "test": 4_000_000}
-# Each split pans over its own photographs, so no picture is in two splits.
+SPLIT_FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
+# Each split films its own photographs, so no picture is in two splits. Photo pans use SPLIT_PHOTOS
+# (as the first builder did); handheld and night footage also the split's SPLIT_SCENES.
 SPLIT_PHOTOS = {
     "train": ("coffee", "rocket", "immunohistochemistry", "brick", "gravel", "moon", "horse", "colorwheel"),
     "val": ("chelsea", "grass", "camera"),
     "test": ("astronaut", "hubble_deep_field", "coins"),
 }
+SPLIT_SCENES = {
+    "train": SPLIT_PHOTOS["train"] + ("sklearn:flower", "retina", "cell"),
+    "val": SPLIT_PHOTOS["val"] + ("motorcycle", "clock"),
+    "test": SPLIT_PHOTOS["test"] + ("sklearn:china",),
+}
+SPLIT_DOCUMENTS = {"train": ("page",), "val": ("text",), "test": ()}  # besides procedural pages
+# The only animal photographs bundled offline are one cat (chelsea and cat are the same picture).
+SPLIT_ANIMALS = {"train": (), "val": ("chelsea", "cat"), "test": ()}
+# The real clips beyond the puppet twins take their sources in this order, over and over (a
+# source a split has no pictures for gives its turn to handheld camera footage).
+REAL_CYCLE = (
+    "camera", "photo", "texture", "night", "camera", "document", "photo", "texture", "animal", "camera",
+    "night", "photo", "texture", "camera", "document", "photo", "night", "texture", "animal", "camera",
+)  # fmt: skip
+OTHER_SEEDS = 500_000  # offset of the real clips that are not puppet twins, within a split's range
+PRESETS = {"small": (260, 440), "full": (1500, 2000)}  # (generated, real) clips over all splits
 PUBLISH_CRF = 18
 LISTING = "dataset.jsonl"
+PLAN = "plan.json"
+_DRAW_SALT = 31_337
+
+Size = tuple[int, int]
 
 
 @dataclass(frozen=True)
 class ClipEntry:
+    """One line of ``dataset.jsonl``. Listings written before ``config`` and ``sha256`` load with
+    their defaults."""
+
     path: str  # relative to the dataset folder
     split: str
     label: int  # 1 ours, 0 real
-    source: str  # "puppet", "photo" or "anima-puppets"
+    source: str  # "anima-puppets" (ours); real: "puppet", "photo", "camera", "texture", "night", ...
     seed: int
+    config: dict[str, Any] = field(default_factory=dict)  # how it was made: sampling, size, faults
+    sha256: str = ""  # of the clip file
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ClipEntry:
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """The choices every clip draws from, uniformly and from its own seed (repeat a value to weight
+    it). Generated clips draw steps, strength, guidance and a noise seed; every clip, real or ours,
+    draws its length and size from the same draw, so neither tells the label. A draw that would
+    cost more than ``max_cost`` is drawn again (see :func:`sampling_cost`), which keeps a CPU build
+    near the default setting's cost while every choice still occurs. ``camera_share`` of the
+    puppet twins are filmed (camera faults)."""
+
+    steps: tuple[int, ...] = (5, 8, 10, 10, 15, 20)
+    strength: tuple[float, ...] = (0.3, 0.45, 0.45, 0.6, 0.8, 1.0)
+    guidance: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.5, 2.5)
+    frames: tuple[int, ...] = (8, 12, 12, 16, 24)
+    sizes: tuple[Size, ...] = ((128, 128), (128, 128), (96, 96), (64, 64), (128, 96), (96, 128))
+    max_cost: float = 128.0
+    camera_share: float = 1 / 3
+
+    def check(self) -> None:
+        for name in ("steps", "strength", "guidance", "frames", "sizes"):
+            if not getattr(self, name):
+                raise BadInput(f"the sampling plan's {name} has no choices")
+        checks = (
+            ("steps", all(s >= 1 for s in self.steps), "at least 1"),
+            ("strength", all(0 < s <= 1 for s in self.strength), "in (0, 1]"),
+            ("guidance", all(g >= 1 for g in self.guidance), "at least 1"),
+            ("frames", all(f >= 1 for f in self.frames), "at least 1"),
+            ("sizes", all(min(size) >= 16 for size in self.sizes), "at least 16 px a side"),
+        )
+        for name, ok, rule in checks:
+            if not ok:
+                raise BadInput(f"the sampling plan's {name} must be {rule}, got {getattr(self, name)}")
+        cheapest = sampling_cost(
+            min(self.steps), min(self.strength), min(self.guidance), min(self.frames),
+            min(w * h for w, h in self.sizes),
+        )  # fmt: skip
+        if cheapest > self.max_cost:
+            raise BadInput(
+                f"no draw of the sampling plan costs at most {self.max_cost} (the least: {cheapest})"
+            )
+
+    def draw(self, seed: int) -> dict[str, Any]:
+        """Clip ``seed``'s configuration (for a real clip only frames, width and height matter)."""
+        rng = np.random.default_rng([_DRAW_SALT, seed])
+        while True:
+            width, height = self.sizes[int(rng.integers(len(self.sizes)))]
+            draw = {
+                "steps": int(self.steps[int(rng.integers(len(self.steps)))]),
+                "strength": float(self.strength[int(rng.integers(len(self.strength)))]),
+                "guidance": float(self.guidance[int(rng.integers(len(self.guidance)))]),
+                "noise_seed": int(rng.integers(2**31)),
+                "frames": int(self.frames[int(rng.integers(len(self.frames)))]),
+                "width": int(width),
+                "height": int(height),
+                "filmed": bool(rng.random() < self.camera_share),
+            }
+            cost = sampling_cost(
+                draw["steps"], draw["strength"], draw["guidance"], draw["frames"], width * height
+            )
+            if cost <= self.max_cost:
+                return draw
+
+
+def sampling_cost(steps: int, strength: float, guidance: float, frames: int, pixels: int) -> float:
+    """Denoising work in frame-steps at 128x128: the steps that run (the last ``strength`` share),
+    twice under guidance, times frames and pixels. The shipped model's default (10 steps at 0.45,
+    no guidance) on 12 frames of 128 px costs 48."""
+    return max(1, round(steps * strength)) * (2 if guidance > 1 else 1) * frames * pixels / 128**2
 
 
 @dataclass(frozen=True)
 class DatasetPlan:
-    """How many clips of each source per split."""
+    """How many clips per split: ``generated`` of ours, each with the real puppet render of its
+    character and poses, and ``real`` in all (those twins first, then the other real sources)."""
 
-    puppets: dict[str, int]
-    photos: dict[str, int]
-    frames: int = 12
-    size: int = 128
+    generated: dict[str, int]
+    real: dict[str, int]
+    sampling: SamplingPlan = SamplingPlan()
+
+    @classmethod
+    def of_size(cls, generated: int, real: int, sampling: SamplingPlan | None = None) -> DatasetPlan:
+        """``generated`` and ``real`` clips over all splits, shared by SPLIT_FRACTIONS."""
+        return cls(_shares(generated), _shares(real), sampling or SamplingPlan())
+
+    def check(self) -> None:
+        for counts in (self.generated, self.real):
+            for split, count in counts.items():
+                if split not in SPLIT_SEEDS:
+                    raise BadInput(f"split must be one of {', '.join(SPLIT_SEEDS)}, got {split!r}")
+                if not 0 <= count < OTHER_SEEDS:
+                    raise BadInput(f"clips per split must be in 0..{OTHER_SEEDS - 1}, got {count}")
+        self.sampling.check()
+
+
+def _shares(total: int) -> dict[str, int]:
+    """``total`` shared by SPLIT_FRACTIONS, largest remainders first."""
+    if total < 0:
+        raise BadInput(f"clip counts must be at least 0, got {total}")
+    exact = {split: total * share for split, share in SPLIT_FRACTIONS.items()}
+    counts = {split: int(value) for split, value in exact.items()}
+    for split in sorted(exact, key=lambda s: counts[s] - exact[s])[: total - sum(counts.values())]:
+        counts[split] += 1
+    return counts
 
 
 def photo_pan(
-    seed: int, frames: int, size: int, names: tuple[str, ...] = SPLIT_PHOTOS["train"]
+    seed: int, frames: int, size: int | Size, names: tuple[str, ...] = SPLIT_PHOTOS["train"]
 ) -> np.ndarray:
     """A camera move (pan and zoom) over one of the package photographs ``names``: real footage,
     real texture."""
-    rng = np.random.default_rng(seed)
-    image = img_as_ubyte(getattr(photos, names[seed % len(names)])())
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    image = image[..., :3]
-    height, width = image.shape[:2]
-    start_side, end_side = rng.uniform(0.35, 0.9, 2) * min(height, width)
-    start = rng.uniform(0, 1, 2)
-    end = rng.uniform(0, 1, 2)
-    out = []
-    for t in np.linspace(0, 1, frames):
-        side = int(start_side + (end_side - start_side) * t)
-        y = int((height - side) * (start[0] + (end[0] - start[0]) * t))
-        x = int((width - side) * (start[1] + (end[1] - start[1]) * t))
-        out.append(cv2.resize(image[y : y + side, x : x + side], (size, size), interpolation=cv2.INTER_AREA))
-    return np.stack(out)
+    return footage.photo_pan(seed, frames, size, names)
 
 
 def _encode_decode(frames: np.ndarray, crf: int) -> np.ndarray:
@@ -142,68 +261,234 @@ def upload_damage(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return _encode_decode(frames, int(rng.integers(18, 36)))
 
 
-def _write(folder: Path, entry: ClipEntry, frames: np.ndarray) -> None:
+OURS = "anima-puppets"
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """One seed's clips: a generated clip with (``twin``) its real puppet render, or one real clip."""
+
+    split: str
+    seed: int
+    source: str
+    twin: bool = False
+
+    def paths(self) -> list[str]:
+        if self.source == OURS:
+            twin = [f"{self.split}/real/puppet-{self.seed}.mp4"] if self.twin else []
+            return [*twin, f"{self.split}/ours/puppet-{self.seed}.mp4"]
+        return [f"{self.split}/real/{self.source}-{self.seed}.mp4"]
+
+
+def _real_source(split: str, index: int) -> str:
+    source = REAL_CYCLE[index % len(REAL_CYCLE)]
+    return "camera" if source == "animal" and not SPLIT_ANIMALS[split] else source
+
+
+def plan_jobs(plan: DatasetPlan) -> list[PlannedJob]:
+    """The plan's clips in build order: every split and every kind interleaved in proportion, so
+    a build stopped half-way has some of each."""
+    queues = []
+    for split, first in SPLIT_SEEDS.items():
+        generated, real = plan.generated.get(split, 0), plan.real.get(split, 0)
+        queues.append([PlannedJob(split, first + i, OURS, twin=i < real) for i in range(generated)])
+        others = range(max(0, real - generated))
+        queues.append([PlannedJob(split, first + OTHER_SEEDS + j, _real_source(split, j)) for j in others])
+    ranked = [
+        ((k + 0.5) / len(queue), order, job)
+        for order, queue in enumerate(queues)
+        for k, job in enumerate(queue)
+    ]
+    return [job for _, _, job in sorted(ranked, key=lambda item: item[:2])]
+
+
+def _real_clip(job: PlannedJob, frames: int, size: Size) -> tuple[np.ndarray, dict[str, Any]]:
+    if job.source == "photo":
+        names = SPLIT_PHOTOS[job.split]
+        return photo_pan(job.seed, frames, size, names), {"picture": names[job.seed % len(names)]}
+    if job.source == "camera":
+        return footage.handheld(job.seed, frames, size, SPLIT_SCENES[job.split])
+    if job.source == "texture":
+        return footage.texture(job.seed, frames, size)
+    if job.source == "night":
+        return footage.night(job.seed, frames, size, SPLIT_SCENES[job.split])
+    if job.source == "document":
+        return footage.document(job.seed, frames, size, SPLIT_DOCUMENTS[job.split])
+    if job.source == "animal":
+        return footage.animal(job.seed, frames, size, SPLIT_ANIMALS[job.split])
+    raise BadInput(f"unknown real source {job.source!r}")
+
+
+def _generate(pipe: Any, clip: Any, draw: dict[str, Any]) -> np.ndarray:
+    """The pipeline's rendering of ``clip``'s poses after its first frame, from that frame."""
+    import torch
+
+    from anima.pose.render import render_pose
+
+    height, width = clip.frames.shape[1:3]
+    targets = np.arange(1, len(clip.frames))
+    output = pipe(
+        clip.frames[0],
+        [render_pose(clip.keypoints[i], (width, height)) for i in targets],
+        reference_pose=clip.keypoints[0],
+        poses=clip.keypoints[targets],
+        num_inference_steps=draw["steps"],
+        guidance_scale=draw["guidance"],
+        strength=draw["strength"],
+        generator=torch.Generator().manual_seed(draw["noise_seed"]),
+        output_type="np",
+    ).frames[0]
+    return (np.asarray(output) * 255).round().astype(np.uint8)
+
+
+class _Generator:
+    """The pipeline, loaded on first use (a build with nothing left to generate never loads it)."""
+
+    def __init__(self, model: Path | None, sampling: SamplingPlan) -> None:
+        self.model, self.sampling, self._pipe = model, sampling, None
+
+    def __call__(self, clip: Any, draw: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        from anima.generate.runner import load_pipeline, model_name
+
+        if self._pipe is None:
+            pipe = load_pipeline(self.model, "cpu")
+            pipe.set_progress_bar_config(disable=True)
+            step = pipe.vae_scale_factor
+            if bad := [size for size in self.sampling.sizes if size[0] % step or size[1] % step]:
+                raise BadInput(f"sizes must be multiples of the model's {step} px, got {bad}")
+            self._pipe = pipe
+        if not self._pipe.warp_guided:  # strength < 1 starts from the limb warp only such a model has
+            draw = {**draw, "strength": 1.0}
+        config = {"model": model_name(self._pipe)} | {
+            key: draw[key]
+            for key in ("steps", "strength", "guidance", "noise_seed", "frames", "width", "height")
+        }
+        return _generate(self._pipe, clip, draw), config
+
+
+def _make(
+    job: PlannedJob, todo: list[str], sampling: SamplingPlan, generate: _Generator
+) -> Iterator[tuple[ClipEntry, np.ndarray]]:
+    """The clips of ``job`` still to write (paths in ``todo``), with their entries (no hash yet)."""
+    draw = sampling.draw(job.seed)
+    shape = {"frames": draw["frames"], "width": draw["width"], "height": draw["height"]}
+    size = (draw["width"], draw["height"])
+    real_path, *_ = job.paths()
+    if job.source != OURS:
+        frames, drawn = _real_clip(job, draw["frames"], size)
+        yield ClipEntry(real_path, job.split, 0, job.source, job.seed, shape | drawn), frames
+        return
+    from anima.puppets import sample_clip
+
+    clip = sample_clip(job.seed, frames=draw["frames"] + 1, size=size)
+    if job.twin and real_path in todo:
+        frames, config = clip.frames[1:], dict(shape)
+        if draw["filmed"]:
+            frames, faults = footage.filmed_puppet(frames, job.seed)
+            config["filmed"] = faults
+        yield ClipEntry(real_path, job.split, 0, "puppet", job.seed, config), frames
+    ours_path = job.paths()[-1]
+    if ours_path in todo:
+        frames, config = generate(clip, draw)
+        yield ClipEntry(ours_path, job.split, 1, OURS, job.seed, config), frames
+
+
+def _write(folder: Path, entry: ClipEntry, frames: np.ndarray) -> ClipEntry:
+    """Write the clip atomically (a stopped build leaves no truncated clip); its entry with its hash."""
     path = folder / entry.path
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path) as partial:  # a stopped build leaves no truncated clip to skip later
+    with atomic_output(path) as partial:
         write_video(partial, frames, fps=12, crf=PUBLISH_CRF)
+    with path.open("rb") as file:
+        digest = hashlib.file_digest(file, "sha256").hexdigest()
+    return ClipEntry(**{**asdict(entry), "sha256": digest})
+
+
+def _append(listing: Path, entry: ClipEntry) -> None:
+    with listing.open("a", encoding="utf-8") as file:
+        file.write(json.dumps(asdict(entry)) + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def read_listing(folder: Path) -> list[ClipEntry]:
+    """Every entry of ``folder``'s listing, in the order written (older listings: missing fields get
+    their defaults). A last line cut short by a stopped build is ignored."""
+    listing = Path(folder) / LISTING
+    if not listing.is_file():
+        raise BadInput(f"{folder}: no {LISTING} (build it with `anima detector dataset`)")
+    lines = listing.read_text(encoding="utf-8").split("\n")
+    entries = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(ClipEntry.from_dict(json.loads(line)))
+        except (json.JSONDecodeError, TypeError, AttributeError):
+            if number == len(lines):  # torn by a stop mid-write; its clip is made again
+                break
+            raise BadInput(f"{listing}: line {number} is not a clip entry") from None
+    return entries
+
+
+def _start(folder: Path, sampling: SamplingPlan) -> set[str]:
+    """Check that ``folder`` is new or was built with this sampling plan; the paths it lists."""
+    folder.mkdir(parents=True, exist_ok=True)
+    recorded, listing = folder / PLAN, folder / LISTING
+    wanted = {"version": 2, "sampling": json.loads(json.dumps(asdict(sampling)))}
+    if recorded.is_file():
+        if json.loads(recorded.read_text(encoding="utf-8")) != wanted:
+            raise BadInput(f"{folder}: built with another sampling plan (see {PLAN}); use another folder")
+    elif listing.is_file() and listing.stat().st_size:
+        raise BadInput(f"{folder}: a dataset of an older builder (no {PLAN}); build into another folder")
+    else:
+        with atomic_output(recorded) as partial:
+            partial.write_text(json.dumps(wanted, indent=1) + "\n", encoding="utf-8")
+    if not listing.is_file():
+        return set()
+    text = listing.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):  # a torn last line: drop it before appending after it
+        with listing.open("r+", encoding="utf-8") as file:
+            file.truncate(len(text[: text.rfind("\n") + 1].encode()))
+    return {entry.path for entry in read_listing(folder)}
 
 
 def build_dataset(
     folder: Path,
     plan: DatasetPlan,
     model: Path | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[ClipEntry]:
-    """Write the clips of ``plan`` under ``folder`` (skipping those already there) and the listing."""
-    if plan.frames < 1:
-        raise BadInput(f"clips need at least one frame, got {plan.frames}")
-    from anima.generate.runner import load_pipeline
-    from anima.puppets import sample_clip
-    from anima.training.trainer import generate_clip
+    """Write the clips of ``plan`` under ``folder``, each listed once written, skipping those already
+    listed; ``progress(done, total)`` after each clip (first with what an earlier run did).
 
+    Returns the plan's entries, in plan order, with their hashes."""
+    plan.check()
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    pipe = load_pipeline(model, "cpu")
-    pipe.set_progress_bar_config(disable=True)
-    entries: list[ClipEntry] = []
-    targets = np.arange(1, plan.frames + 1)
-    for split, first_seed in SPLIT_SEEDS.items():
-        for index in range(plan.puppets.get(split, 0)):
-            seed = first_seed + index
-            real = ClipEntry(f"{split}/real/puppet-{seed}.mp4", split, 0, "puppet", seed)
-            ours = ClipEntry(f"{split}/ours/puppet-{seed}.mp4", split, 1, "anima-puppets", seed)
-            if not ((folder / real.path).is_file() and (folder / ours.path).is_file()):
-                clip = sample_clip(seed, frames=plan.frames + 1, size=(plan.size, plan.size))
-                generated = generate_clip(pipe, clip, targets, generator=torch.Generator().manual_seed(seed))
-                _write(folder, real, clip.frames[targets])
-                _write(folder, ours, generated)
-            entries += [real, ours]
+    done = _start(folder, plan.sampling)
+    jobs = plan_jobs(plan)
+    planned = [path for job in jobs for path in job.paths()]
+    count = sum(path in done for path in planned)
+    if progress:
+        progress(count, len(planned))
+    generate = _Generator(model, plan.sampling)
+    for job in jobs:
+        todo = [path for path in job.paths() if path not in done]
+        if not todo:
+            continue
+        for entry, frames in _make(job, todo, plan.sampling, generate):
+            _append(folder / LISTING, _write(folder, entry, frames))
+            count += 1
             if progress:
-                progress(f"{split} puppet {index + 1}/{plan.puppets[split]}")
-        for index in range(plan.photos.get(split, 0)):
-            seed = first_seed + 500_000 + index
-            entry = ClipEntry(f"{split}/real/photo-{seed}.mp4", split, 0, "photo", seed)
-            if not (folder / entry.path).is_file():
-                _write(folder, entry, photo_pan(seed, plan.frames, plan.size, SPLIT_PHOTOS[split]))
-            entries.append(entry)
-            if progress:
-                progress(f"{split} photo {index + 1}/{plan.photos[split]}")
-    listing = folder / LISTING
-    partial = listing.with_suffix(".partial")
-    partial.write_text("".join(json.dumps(asdict(e)) + "\n" for e in entries))
-    partial.replace(listing)
-    return entries
+                progress(count, len(planned))
+    listed = {entry.path: entry for entry in read_listing(folder)}
+    return [listed[path] for path in planned]
 
 
 def load_dataset(folder: Path, split: str) -> tuple[list[np.ndarray], np.ndarray, list[ClipEntry]]:
     """The clips (decoded), labels and entries of one split."""
     folder = Path(folder)
-    listing = folder / LISTING
-    if not listing.is_file():
-        raise BadInput(f"{folder}: no {LISTING} (build it with `anima detector dataset`)")
-    entries = [ClipEntry(**json.loads(line)) for line in listing.read_text().splitlines()]
-    entries = [e for e in entries if e.split == split]
+    entries = [e for e in read_listing(folder) if e.split == split]
     if not entries:
         raise BadInput(f"{folder}: the {split} split is empty")
     clips = [read_video(folder / e.path).frames for e in entries]
