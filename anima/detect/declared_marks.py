@@ -49,7 +49,7 @@ at 1080p for all four marks, so at most 0.1-0.3 s for the 8 frames read.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import cv2
@@ -142,17 +142,7 @@ class MarkReading:
         return self.false_positive_bound <= MAX_FALSE_POSITIVE
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "mark": self.mark,
-            "message": self.message,
-            "found": self.found,
-            "bits": self.bits,
-            "matched": self.matched,
-            "p_value": self.p_value,
-            "false_positive_bound": self.false_positive_bound,
-            "frame_matches": self.frame_matches,
-            "frames_voting": self.frames_voting,
-        }
+        return {**asdict(self), "found": self.found}
 
 
 @dataclass(frozen=True)

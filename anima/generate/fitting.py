@@ -55,12 +55,7 @@ class ModelCanvas:
     @classmethod
     def read(cls, folder: Path) -> ModelCanvas:
         """A saved model folder's, from its config files (no weights are read)."""
-        folder = Path(folder)
-        if not (folder / "model_index.json").is_file():
-            raise BadInput(
-                f"{folder}: not an Anima model folder (no model_index.json); "
-                "import published weights with `anima models import-moore`"
-            )
+        folder = check_model_folder(folder)
         try:
             index = _config(folder / "model_index.json")
             unet = _config(folder / "denoising_unet" / "config.json")
@@ -74,6 +69,17 @@ class ModelCanvas:
             return cls((int(native[0]), int(native[1])), step, warp_guided)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise BadInput(f"{folder}: cannot load the model ({exc.__class__.__name__}: {exc})") from None
+
+
+def check_model_folder(folder: Path) -> Path:
+    """``folder`` if it holds a saved model (its ``model_index.json``), else one clear error."""
+    folder = Path(folder)
+    if not (folder / "model_index.json").is_file():
+        raise BadInput(
+            f"{folder}: not an Anima model folder (no model_index.json); "
+            "import published weights with `anima models import-moore`"
+        )
+    return folder
 
 
 def _config(path: Path) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import torch
 
 from anima import media
 from anima.errors import BadInput
-from anima.generate.fitting import ModelCanvas, pad_picture, plan, reference_pose_file
+from anima.generate.fitting import ModelCanvas, check_model_folder, pad_picture, plan, reference_pose_file
 from anima.generate.pipeline import RESAMPLE, AnimationPipeline
 from anima.generate.request import GenerationRequest
 from anima.pose import Fit, PoseSequence, extract_pose_from_image, load_pose
@@ -40,12 +40,7 @@ def default_pipeline(device: str | None = None) -> AnimationPipeline:
 def load_pipeline(model: Path | None = None, device: str | None = None) -> AnimationPipeline:
     """A pipeline from a saved folder (default: the shipped model), in fp16 on CUDA when there is
     one, fp32 on the CPU."""
-    model = Path(model or DEFAULT_MODEL)
-    if not (model / "model_index.json").is_file():
-        raise BadInput(
-            f"{model}: not an Anima model folder (no model_index.json); "
-            "import published weights with `anima models import-moore`"
-        )
+    model = check_model_folder(model or DEFAULT_MODEL)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     try:
