@@ -399,12 +399,13 @@ class Sample:
         return self.frames[int(nearest)]
 
 
-def sample(path: Path, count: int) -> Sample:
+def sample(path: Path, count: int, info: MediaInfo | None = None) -> Sample:
     """Up to ``count`` frames spread evenly over a video or animation (the one picture of a still).
-    The file is known by its content and checked against every limit from its header first; then
-    it is decoded once, as far as the last sampled frame."""
+    The file is known by its content and checked against every limit from its header first (``info``:
+    what :func:`probe` already said of it); then it is decoded once, as far as the last sampled
+    frame."""
     path = Path(path)
-    info = probe(path)
+    info = info if info is not None else probe(path)
     if info.is_still:
         return Sample(info, [read_image(path)], [0], 1)
     wanted = set(np.linspace(0, max(info.num_frames - 1, 0), count).round().astype(int).tolist())

@@ -143,3 +143,35 @@ def test_installed_entry_point_runs(home: Path) -> None:
     assert result.returncode == 0
     for command in ("stamp", "verify", "keys", "audit"):
         assert command in result.stdout
+
+
+# What only stamping, consent and scans need; `anima --help` needs none of the API either.
+LEDGER_AND_REPORTS = ("sqlalchemy", "jinja2", "torch", "anima.policy.gate", "anima.provenance.stamp")
+API_LIBRARIES = ("numpy", "av", "cv2", "PIL", "cryptography", "c2pa", "onnxruntime", "anima.api.core")
+IMPORTED = """
+import sys
+from anima.cli import app
+try:
+    app(sys.argv[2:])
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print(" ".join(sorted(name for name in sys.argv[1].split(",") if name in sys.modules)))
+"""
+
+
+def _imported_by(args: list[str], names: tuple[str, ...]) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTED, ",".join(names), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split("\n")[-2].split()
+
+
+def test_help_and_an_unmarked_verify_import_only_what_they_use(home: Path, clip: Path) -> None:
+    """A cold `anima --help` loads none of the API, and a verify of an unmarked clip no database,
+    report templates or torch (each was a tenth to a fifth of a cold start)."""
+    assert _imported_by(["--help"], API_LIBRARIES + LEDGER_AND_REPORTS) == []
+    assert _imported_by(["verify", str(clip), "--home", str(home)], LEDGER_AND_REPORTS) == []

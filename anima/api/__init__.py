@@ -1,6 +1,24 @@
-"""The Python API: :class:`Anima` and its namespaces. The CLI and the server are thin layers over it."""
+"""The Python API: :class:`Anima` and its namespaces. The CLI and the server are thin layers over it.
 
-from anima.api.core import Anima
-from anima.scan.engine import MAX_WORKERS as MAX_SCAN_WORKERS
+``Anima`` loads on first use, so that a command's options and ``anima --help`` are read without it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from anima.scan import MAX_WORKERS as MAX_SCAN_WORKERS
+
+if TYPE_CHECKING:
+    from anima.api.core import Anima
 
 __all__ = ["MAX_SCAN_WORKERS", "Anima"]
+
+
+def __getattr__(name: str) -> Any:
+    if name != "Anima":
+        raise AttributeError(f"module 'anima.api' has no attribute {name!r}")
+    from anima.api.core import Anima
+
+    globals()["Anima"] = Anima
+    return Anima

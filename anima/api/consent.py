@@ -8,17 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from anima import media
 from anima.errors import BadInput, ProvenanceError
-from anima.ledger import ChainReport, Checkpoint, ConsentGrant, Identity, as_utc
-from anima.policy import enrol
-from anima.policy.registry import grant_status
-from anima.provenance import keys
-from anima.provenance.keys import SigningIdentity
-from anima.provenance.watermark import WatermarkKey
 
+# Media, keys, the database and the consent gate load where they are used: the CLI imports this
+# module for its names, and `anima --help` should not pay for them.
 if TYPE_CHECKING:
     from anima.api.core import Anima
+    from anima.ledger import ChainReport, Checkpoint, ConsentGrant, Identity
+    from anima.provenance.keys import SigningIdentity
+    from anima.provenance.watermark import WatermarkKey
 
 # More events than anyone reads on a screen; a bigger number overflows the database's integer.
 MAX_LOG_LIMIT = 1_000_000
@@ -39,6 +37,9 @@ class GrantRecord:
 
     @classmethod
     def of(cls, grant: ConsentGrant, now: dt.datetime | None = None) -> GrantRecord:
+        from anima.ledger import as_utc  # the database's names load with the database
+        from anima.policy.registry import grant_status
+
         now = now or dt.datetime.now(dt.UTC)
         expires = as_utc(grant.expires_at)
         return cls(
@@ -76,6 +77,8 @@ class IdentityRecord:
 
     @classmethod
     def of(cls, identity: Identity, grants: list[ConsentGrant]) -> IdentityRecord:
+        from anima.ledger import as_utc
+
         now = dt.datetime.now(dt.UTC)
         return cls(
             id=identity.id,
@@ -116,6 +119,9 @@ class Consent:
     ) -> IdentityRecord:
         """Enrol a person from photos that each show exactly their face, with a first consent;
         ``keep_photos`` also copies the photos under the home's ``consent/photos``."""
+        from anima import media
+        from anima.policy import enrol
+
         anima = self._anima
         for photo in photos:  # kind and pixel count from the header, before the ledger is opened
             media.probe_image(Path(photo))
@@ -148,6 +154,8 @@ class Consent:
         granted_by: str | None = None,
     ) -> GrantRecord:
         """Record a further consent for an enrolled person."""
+        from anima.policy import enrol
+
         anima = self._anima
         self._require_signing()
         grant = enrol.grant(
@@ -182,6 +190,8 @@ class Consent:
 
     def extend(self, grant_id: str, expires: dt.date | None) -> GrantRecord:
         """Change when a consent expires (``None``: never)."""
+        from anima.policy import enrol
+
         self._require_signing()
         grant = self._anima.registry.extend(grant_id, enrol.start_of_day_utc(expires), self._anima.actor)
         return GrantRecord.of(grant)
@@ -189,6 +199,8 @@ class Consent:
     def forget(self, identity_id: str) -> str:
         """Erase a person's face data, name and kept photos, revoking their consents (the audit
         trail keeps the ids); returns the identity id."""
+        from anima.policy import enrol
+
         self._require_signing()
         registry = self._anima.registry
         registry.identity(identity_id)  # an unknown id is bad input before anything is erased
@@ -274,6 +286,8 @@ class Keys:
     def init(self, org: str = "Anima local studio", force: bool = False) -> SigningIdentity:
         """Create a local CA, an ES256 signing certificate and a secret watermark key (mode 0600).
         With ``force`` both are replaced; the old watermark key is retired, still read by verify."""
+        from anima.provenance import keys
+
         self._anima.private_home()
         settings = self._anima.settings
         identity = keys.init_identity(settings, org=org, force=force)
@@ -284,6 +298,8 @@ class Keys:
     def init_watermark(self, force: bool = False) -> WatermarkKey:
         """Create only the secret watermark key (a home made before the keyed watermark has none);
         with ``force`` a new key replaces it and the old one is retired, still read by verify."""
+        from anima.provenance import keys
+
         self._anima.private_home()
         return keys.init_watermark_key(self._anima.settings, force=force)
 
@@ -293,9 +309,13 @@ class Keys:
 
     def watermark(self) -> WatermarkKey:
         """The watermark key new outputs are marked with."""
+        from anima.provenance import keys
+
         return keys.marking_key(self._anima.settings)
 
     @property
     def watermark_path(self) -> Path:
         """The file of the watermark key (secret; give it only to verifiers you trust)."""
+        from anima.provenance import keys
+
         return keys.watermark_key_path(self._anima.settings)

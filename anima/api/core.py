@@ -4,11 +4,13 @@ that a render farm or a scan worker pays for it once."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import getpass
 import hashlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,17 +20,16 @@ from anima.api.consent import Audit, Consent, Keys
 from anima.api.tools import DetectorTools, ModelTools, PoseTools, PuppetTools
 from anima.config import Settings, load_settings, private_folder
 from anima.detect.declared_marks import read_declared_marks
-from anima.detect.evidence import DEFAULT_DETECTOR, score_frames
+from anima.detect.evidence import (
+    DEFAULT_DETECTOR,
+    DetectorEvidence,
+    is_installed,
+    load_detector,
+    score_frames,
+)
 from anima.errors import BadInput, ProvenanceError
 from anima.generate.request import GenerationRequest
-from anima.ledger import Ledger, LedgerKey
-from anima.policy import enrol, gate
-from anima.policy.faces import FaceBackend, load_backend
-from anima.policy.gate import Decision
-from anima.policy.registry import ConsentRegistry
 from anima.policy.rules import PolicyRules, load_rules
-from anima.pose.blazepose import default_tool_dir
-from anima.provenance import stamp as publishing
 from anima.provenance import watermark
 from anima.provenance.keys import (
     SigningIdentity,
@@ -38,15 +39,21 @@ from anima.provenance.keys import (
     reading_keys,
 )
 from anima.provenance.manifest import read_manifest
-from anima.provenance.reconcile import ReconcileReport
-from anima.provenance.reconcile import reconcile as reconcile_outputs
-from anima.provenance.stamp import StampResult
 from anima.provenance.verify import LedgerMatch, VerifyReport, claimed_stamp_id, decide
 from anima.provenance.watermark import WatermarkKey
 from anima.scan import engine as scan_engine
 
+# What only stamping, generation, consent and the ledger need (SQLAlchemy, the consent gate, the
+# publisher) is imported where it is used: `anima verify` of an unmarked clip and `anima --help`
+# never load it.
 if TYPE_CHECKING:
     from anima.generate.pipeline import AnimationPipeline
+    from anima.ledger import Ledger, LedgerKey
+    from anima.policy.faces import FaceBackend
+    from anima.policy.gate import Decision
+    from anima.policy.registry import ConsentRegistry
+    from anima.provenance.reconcile import ReconcileReport
+    from anima.provenance.stamp import StampResult
 
 Progress = Callable[[int, int], None]
 # Frames sampled over a clip for the watermark and the detector.
@@ -134,6 +141,8 @@ class Anima:
 
     @functools.cached_property
     def ledger(self) -> Ledger:
+        from anima.ledger import Ledger
+
         self.private_home()
         settings = self.settings
         return Ledger(settings.database_url, key=self.ledger_key(), checkpoints=settings.checkpoints)
@@ -159,6 +168,8 @@ class Anima:
 
     @functools.cached_property
     def face_backend(self) -> FaceBackend:
+        from anima.policy.faces import load_backend
+
         rules = self.rules
         return load_backend(
             rules.backend,
@@ -169,11 +180,15 @@ class Anima:
 
     @property
     def registry(self) -> ConsentRegistry:
+        from anima.policy.registry import ConsentRegistry
+
         return ConsentRegistry(self.ledger)
 
     @property
     def pose_tool_dir(self) -> Path:
         """The MediaPipe tool environment used to extract poses (built on first use)."""
+        from anima.pose.blazepose import default_tool_dir
+
         return default_tool_dir(self.settings.home)
 
     def signing_identity(self) -> SigningIdentity:
@@ -207,6 +222,8 @@ class Anima:
     ) -> StampResult:
         """Watermark every frame of an existing video or still, sign it, record it in the ledger,
         and only then move the result to ``output``."""
+        from anima.provenance import stamp as publishing
+
         source, output = Path(source), Path(output)
         media.mime_type(source)
         publishing.check_output(source, output)
@@ -244,40 +261,63 @@ class Anima:
         clip = Path(clip)
         # Known by its content, not its suffix; special files, sizes, frame and pixel counts refused
         # from the header before any frame is decoded; then one decode, as far as the last sample.
-        sampled = media.sample(clip, SAMPLED_FRAMES)
-        return self._report(clip, sampled, self.trust_anchors(trust), self.reading_keys(watermark_keys))
+        info = media.probe(clip)
+        # The detector loads (onnxruntime, its network) while the clip decodes.
+        with ThreadPoolExecutor(1, thread_name_prefix="anima-detector-load") as loading:
+            loaded = loading.submit(_load_detector, self.detector_dir)
+            sampled = media.sample(clip, SAMPLED_FRAMES, info)
+            return self._report(
+                clip, sampled, self.trust_anchors(trust), self.reading_keys(watermark_keys), loaded=loaded
+            )
 
     def trust_anchors(self, extra: Sequence[str | Path] = ()) -> list[Path]:
         """The CA certificates a signer is ``Trusted`` under: ``extra``, this instance's, the configured."""
         return [Path(a) for a in extra] + list(self.trust) + list(self.settings.trust_anchors)
 
     def _report(
-        self, clip: Path, sampled: media.Sample, anchors: list[Path], marks: list[WatermarkKey]
+        self,
+        clip: Path,
+        sampled: media.Sample,
+        anchors: list[Path],
+        marks: list[WatermarkKey],
+        *,
+        loaded: Future[None] | None = None,
     ) -> VerifyReport:
-        """The evidence on ``clip`` whose frames are ``sampled``, and its verdict."""
+        """The evidence on ``clip`` whose frames are ``sampled``, and its verdict. The detector, the
+        other generators' marks and the file's hash are worked out in threads while the watermark is
+        searched (their heavy parts run outside the GIL); each is waited for where the sequential
+        order read it, so an error is the one it was and a verdict never depends on timing.
+        ``loaded``: the detector being loaded, waited for before the first scoring."""
         manifest = read_manifest(clip, anchors)
-        try:
-            reading: watermark.WatermarkReading | None = watermark.extract(sampled.frames, marks)
-        except ProvenanceError:
-            reading = None  # frames below the watermark's minimum size
-        detector = score_frames(sampled.frames, self.detector_dir)
-        declared = read_declared_marks(sampled.frames)  # other generators' marks, up to 8 frames
-        row = (
-            self.ledger.stamp_by_payload(reading.payload) if reading and reading.payload is not None else None
-        )
-        claimed = claimed_stamp_id(manifest)
-        if row is None and claimed:
-            row = self.ledger.stamp(claimed)
-        # A row edited in the database (a forged signer, a swapped manifest) is no evidence.
-        ledger_problem = self.ledger.row_problem(row) if row is not None else None
-        if ledger_problem:
-            row = None
-        verdict, reasons = decide(
-            manifest, reading, row, detector, ledger_problem=ledger_problem, declared=declared
-        )
+        with ThreadPoolExecutor(3, thread_name_prefix="anima-evidence") as pool:
+            scoring = pool.submit(_score, sampled.frames, self.detector_dir, loaded)
+            # Other generators' marks, up to 8 frames.
+            declaring = pool.submit(read_declared_marks, sampled.frames)
+            hashing = pool.submit(media.sha256_file, clip)
+            try:
+                reading: watermark.WatermarkReading | None = watermark.extract(sampled.frames, marks)
+            except ProvenanceError:
+                reading = None  # frames below the watermark's minimum size
+            detector, declared = scoring.result(), declaring.result()
+            row = (
+                self.ledger.stamp_by_payload(reading.payload)
+                if reading and reading.payload is not None
+                else None
+            )
+            claimed = claimed_stamp_id(manifest)
+            if row is None and claimed:
+                row = self.ledger.stamp(claimed)
+            # A row edited in the database (a forged signer, a swapped manifest) is no evidence.
+            ledger_problem = self.ledger.row_problem(row) if row is not None else None
+            if ledger_problem:
+                row = None
+            verdict, reasons = decide(
+                manifest, reading, row, detector, ledger_problem=ledger_problem, declared=declared
+            )
+            sha256 = hashing.result()
         return VerifyReport(
             path=str(clip),
-            sha256=media.sha256_file(clip),
+            sha256=sha256,
             verdict=verdict,
             reasons=reasons,
             manifest=manifest,
@@ -295,6 +335,9 @@ class Anima:
         one that did not, and list every ledger row whose output is not where it was written. Kept
         photos of a person who is not enrolled (forget killed half-way) are removed too.
         ``clean=False`` only reports."""
+        from anima.policy import enrol
+        from anima.provenance.reconcile import reconcile as reconcile_outputs
+
         report = reconcile_outputs(self.ledger, self.settings.home / PENDING_FOLDER, clean=clean)
         kept = self.consent.photos_folder
         if kept.is_dir():
@@ -310,6 +353,8 @@ class Anima:
         return self._gate(media.read_image(reference), purpose, fictional)
 
     def _gate(self, picture: Any, purpose: str, fictional: bool) -> Decision:
+        from anima.policy import gate
+
         return gate.check(
             picture,
             purpose,
@@ -362,6 +407,8 @@ class Anima:
         """
         from anima.generate import fitting, runner  # torch and diffusers load only for generation
         from anima.generate.pipeline import AnimationPipeline
+        from anima.policy import gate
+        from anima.provenance import stamp as publishing
 
         output = Path(output)
         if output.suffix.lower() != ".mp4":
@@ -489,6 +536,23 @@ class Anima:
             on_row=record,
             progress=progress,
         )
+
+
+def _load_detector(folder: Path) -> None:
+    """Load the detector in ``folder`` ahead of its first use (once per process; see
+    :func:`anima.detect.evidence.load_detector`). A folder without one is left to
+    :func:`score_frames`, which says so."""
+    if is_installed(folder):
+        load_detector(folder)
+
+
+def _score(frames: list[Any], folder: Path, loaded: Future[None] | None) -> DetectorEvidence | None:
+    """:func:`score_frames`, once the detector's early load (if any) is over. An error of that load
+    is not raised here: :func:`score_frames` loads again and raises it where it always did."""
+    if loaded is not None:
+        with contextlib.suppress(Exception):
+            loaded.result()
+    return score_frames(frames, folder)
 
 
 def _record_lost_scan_events(ledger: Ledger, out: Path, record: Callable[[scan_engine.Row], None]) -> None:

@@ -4,13 +4,16 @@ and opening the API for ``--home``."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from anima.cli._errors import errors
+
+if TYPE_CHECKING:
+    from anima.api import Anima
 
 console = Console()
 
@@ -48,3 +51,11 @@ def progress_bar() -> Progress:
 def say(text: str) -> None:
     """One line for people on stdout (rich markup allowed, no auto-highlighting, never wrapped)."""
     console.print(text, highlight=False, soft_wrap=True)
+
+
+def open_anima(home: Path | None = None, **options: Any) -> Anima:
+    """``anima.Anima(home, **options)``, imported on first use: the API (numpy, PyAV, OpenCV,
+    cryptography) loads for a command that runs, never for ``--help`` or a usage error."""
+    from anima.api import Anima
+
+    return Anima(home, **options)

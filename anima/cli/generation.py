@@ -9,8 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from anima.api import Anima
-from anima.cli._common import CrfOption, HomeOption, PolicyOption, progress_bar, say
+from anima.cli._common import CrfOption, HomeOption, PolicyOption, open_anima, progress_bar, say
 
 models_app = typer.Typer(help="Animation models: import published weights.", no_args_is_help=True)
 
@@ -78,7 +77,7 @@ def generate(
     """Animate a reference picture with a pose sequence; the video is always stamped."""
     with progress_bar() as bar:
         task = bar.add_task("watermarking", total=None, visible=False)
-        result = Anima(home, policy=policy).generate(
+        result = open_anima(home, policy=policy).generate(
             reference,
             pose,
             output,
@@ -117,7 +116,7 @@ def models_import_moore(
     WEIGHTS_DIR must hold denoising_unet.pth, reference_unet.pth, pose_guider.pth, motion_module.pth,
     stable-diffusion-v1-5/unet/config.json, sd-vae-ft-mse/ and image_encoder/.
     """
-    report = Anima().models.import_moore(weights_dir, output, half=half)
+    report = open_anima().models.import_moore(weights_dir, output, half=half)
     counts = ", ".join(f"{name} {count}" for name, count in report.tensors.items())
     say(
         f"[green]imported[/] {escape(str(report.output))}: tensors {counts}; "
@@ -132,5 +131,5 @@ def train(
 ) -> None:
     """Train the default model on puppets (resumes from the last checkpoint in the config's work_dir)."""
     say(f"training from {escape(str(config))}; checkpoints, samples and train.log in its work_dir")
-    output = Anima().models.train(config)
+    output = open_anima().models.train(config)
     say(f"[green]trained[/] {escape(str(output))}")

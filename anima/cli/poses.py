@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from anima.api import Anima
-from anima.cli._common import HomeOption, say
+from anima.cli._common import HomeOption, open_anima, say
 from anima.cli._errors import errors
 
 pose_app = typer.Typer(help="Pose sequences: extract from videos, render as skeletons.", no_args_is_help=True)
@@ -29,7 +28,7 @@ def pose_extract(
     """Extract an OpenPose-18 pose sequence from a video (offline)."""
     if dwpose is None:
         errors.print("extracting with MediaPipe BlazePose (its tool environment is built on first use)")
-    sequence = Anima(home).pose.extract(video, output, render=render, dwpose=dwpose)
+    sequence = open_anima(home).pose.extract(video, output, render=render, dwpose=dwpose)
     say(
         f"[green]extracted[/] {sequence.num_frames} frames -> {escape(str(output))}"
         + (f" and {escape(str(render))}" if render else "")
@@ -51,7 +50,7 @@ def pose_render(
     ] = 48,
 ) -> None:
     """Render a pose sequence as a skeleton video, as the pose guider sees it."""
-    count = Anima().pose.render(pose, output, width=width, height=height, frames=frames)
+    count = open_anima().pose.render(pose, output, width=width, height=height, frames=frames)
     say(f"[green]rendered[/] {count} frames -> {escape(str(output))}")
 
 
@@ -64,5 +63,5 @@ def puppets_sheet(
     size: Annotated[int, typer.Option(min=32, max=1024, help="Side of each frame in pixels.")] = 128,
 ) -> None:
     """Draw a contact sheet of puppet clips: one clip of a random kind per row, frames across."""
-    Anima().puppets.sheet(output, seed=seed, count=count, frames=frames, size=size)
+    open_anima().puppets.sheet(output, seed=seed, count=count, frames=frames, size=size)
     say(f"[green]drew[/] {count} clips x {frames} frames -> {escape(str(output))}")

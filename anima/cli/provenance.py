@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from anima import WatermarkReading
-from anima.api import Anima
 from anima.cli._common import (
     CrfOption,
     HomeOption,
     TrustOption,
     WatermarkKeyOption,
     console,
+    open_anima,
     progress_bar,
     say,
 )
 from anima.provenance.verify import Verdict, VerifyReport, stamp_id_for
+
+if TYPE_CHECKING:
+    from anima import WatermarkReading
 
 keys_app = typer.Typer(help="The signing identity used for C2PA manifests.", no_args_is_help=True)
 
@@ -45,7 +47,7 @@ def stamp(
     """Watermark every frame, sign a C2PA manifest and record the output in the ledger."""
     with progress_bar() as bar:
         task = bar.add_task("watermarking", total=None)
-        result = Anima(home).stamp(
+        result = open_anima(home).stamp(
             source,
             output,
             reference=reference,
@@ -68,7 +70,7 @@ def verify(
 ) -> None:
     """Report manifest, watermark, ledger and detector evidence and a verdict. Exits 0 whatever the
     verdict."""
-    report = Anima(home).verify(clip, trust=trust or [], watermark_keys=watermark_key or [])
+    report = open_anima(home).verify(clip, trust=trust or [], watermark_keys=watermark_key or [])
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
@@ -195,7 +197,7 @@ def keys_init(
     home: HomeOption = None,
 ) -> None:
     """Create a local CA, an ES256 signing certificate and a secret watermark key (keys mode 0600)."""
-    anima = Anima(home)
+    anima = open_anima(home)
     if not watermark_only:
         identity = anima.keys.init(org=org, force=force)
         say(f"[green]created[/] signing identity {escape(identity.subject)}")
@@ -216,7 +218,7 @@ def keys_init(
 @keys_app.command("show")
 def keys_show(home: HomeOption = None) -> None:
     """Show the signing identity and watermark key in use."""
-    anima = Anima(home)
+    anima = open_anima(home)
     identity = anima.keys.show()
     say(
         f"subject      {escape(identity.subject)}\nissuer       {escape(identity.issuer)}\n"

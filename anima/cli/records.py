@@ -11,9 +11,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from anima.api import Anima
 from anima.api.consent import MAX_LOG_LIMIT, GrantRecord
-from anima.cli._common import HomeOption, JsonOption, PolicyOption, console, say
+from anima.cli._common import HomeOption, JsonOption, PolicyOption, console, open_anima, say
 from anima.cli._errors import errors
 
 consent_app = typer.Typer(help="The consent registry: who may be animated, for what.", no_args_is_help=True)
@@ -56,7 +55,7 @@ def consent_enroll(
     home: HomeOption = None,
 ) -> None:
     """Enrol a person from their photos and record their consent."""
-    record = Anima(home, policy=policy).consent.enroll(
+    record = open_anima(home, policy=policy).consent.enroll(
         name,
         photo,
         statement,
@@ -85,7 +84,7 @@ def consent_grant(
     home: HomeOption = None,
 ) -> None:
     """Record a further consent for an enrolled person."""
-    grant = Anima(home, policy=policy).consent.grant(
+    grant = open_anima(home, policy=policy).consent.grant(
         identity_id,
         statement,
         purpose,
@@ -99,7 +98,7 @@ def consent_grant(
 @consent_app.command("list")
 def consent_list(as_json: JsonOption = False, home: HomeOption = None) -> None:
     """List enrolled identities and their consents."""
-    records = Anima(home).consent.list()
+    records = open_anima(home).consent.list()
     if as_json:
         print(json.dumps([record.to_dict() for record in records], indent=2))
         return
@@ -118,7 +117,7 @@ def consent_show(
     home: HomeOption = None,
 ) -> None:
     """Show one identity with its consents, or one consent."""
-    record = Anima(home).consent.show(record_id)
+    record = open_anima(home).consent.show(record_id)
     say(
         f"[bold]{record.id}[/] {escape(record.name)}  backend {record.backend}  "
         f"{record.photos} embedding(s)  "
@@ -142,7 +141,7 @@ def consent_revoke(
     home: HomeOption = None,
 ) -> None:
     """Revoke consent; generation for it is refused from now on."""
-    revoked = Anima(home).consent.revoke(record_id, reason)
+    revoked = open_anima(home).consent.revoke(record_id, reason)
     say(f"[yellow]revoked[/] {', '.join(g.id for g in revoked) or 'nothing (no active consent)'}")
 
 
@@ -155,7 +154,7 @@ def consent_extend(
     home: HomeOption = None,
 ) -> None:
     """Change when a consent expires."""
-    grant = Anima(home).consent.extend(grant_id, _day(expires))
+    grant = open_anima(home).consent.extend(grant_id, _day(expires))
     say(f"[green]extended[/] {grant.id} to {_grant_cells(grant)[3]}")
 
 
@@ -165,7 +164,7 @@ def consent_forget(
     home: HomeOption = None,
 ) -> None:
     """Erase a person's face data and name, revoking their consents (the audit trail keeps the ids)."""
-    say(f"[yellow]forgotten[/] {Anima(home).consent.forget(identity_id)}")
+    say(f"[yellow]forgotten[/] {open_anima(home).consent.forget(identity_id)}")
 
 
 @policy_app.command("check")
@@ -178,7 +177,7 @@ def policy_check(
     home: HomeOption = None,
 ) -> None:
     """Ask the consent gate without generating (the decision is recorded). Exits 3 when refused."""
-    decision = Anima(home, policy=policy).check_reference(reference, purpose, fictional=fictional)
+    decision = open_anima(home, policy=policy).check_reference(reference, purpose, fictional=fictional)
     if as_json:
         print(json.dumps(decision.to_dict(), indent=2))
     else:
@@ -204,7 +203,7 @@ def audit_log(
     home: HomeOption = None,
 ) -> None:
     """Show recent audit events, newest first."""
-    entries = Anima(home).audit.log(limit=limit, kind=kind)
+    entries = open_anima(home).audit.log(limit=limit, kind=kind)
     if as_json:
         for entry in entries:
             print(json.dumps(entry.to_dict()))
@@ -232,7 +231,7 @@ def audit_verify(
 ) -> None:
     """Recompute the hash chain, check every event's signature and compare the head with the latest
     signed checkpoint; name the first problem. Exits 1 if the ledger does not hold."""
-    report = Anima(home).audit.verify(checkpoints)
+    report = open_anima(home).audit.verify(checkpoints)
     if not report.ok:
         where = f" at event #{report.first_broken_event}" if report.first_broken_event is not None else ""
         errors.print(f"[bold red]ledger broken[/]{where}: {escape(report.problem or '')}", highlight=False)
@@ -261,7 +260,7 @@ def audit_checkpoint(
     home: HomeOption = None,
 ) -> None:
     """Sign the ledger's current head and write it as a checkpoint file outside the database."""
-    checkpoint = Anima(home).audit.checkpoint(to)
+    checkpoint = open_anima(home).audit.checkpoint(to)
     say(
         f"checkpoint {escape(str(checkpoint.path))}: {checkpoint.events} events, "
         f"head {checkpoint.head_hash[:16]}"
@@ -276,7 +275,7 @@ def audit_reconcile(
 ) -> None:
     """Put right what killed stamps left: complete publishes whose ledger row committed, remove
     temporary files, and list ledger rows whose output is missing. Exits 1 if any row lacks its file."""
-    report = Anima(home).reconcile(clean=not dry_run)
+    report = open_anima(home).reconcile(clean=not dry_run)
     if as_json:
         print(json.dumps(report.to_dict()))
     else:

@@ -9,8 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from anima.api import Anima
-from anima.cli._common import HomeOption, TrustOption, WatermarkKeyOption, say
+from anima.cli._common import HomeOption, TrustOption, WatermarkKeyOption, open_anima, say
 from anima.errors import BadInput
 
 
@@ -56,7 +55,7 @@ def serve(
     except ModuleNotFoundError as exc:
         missing = f"anima serve needs the serve extra ({exc.name} is missing): pip install 'anima[serve]'"
         raise BadInput(missing) from None
-    anima = Anima(home, watermark_keys=watermark_key or [])
+    anima = open_anima(home, watermark_keys=watermark_key or [])
     default_token = anima.settings.home / "serve.token"
     if token_file is None and default_token.exists():
         token_file = default_token

@@ -1,10 +1,26 @@
-"""The audit ledger: hash-chained events, the record of every stamped output, and the consent registry."""
+"""The audit ledger: hash-chained events, the record of every stamped output, and the consent registry.
 
-from anima.ledger.checkpoint import Checkpoint
-from anima.ledger.models import ConsentGrant, Identity, Stamp, Tracked, as_utc
-from anima.ledger.signing import LedgerKey
-from anima.ledger.store import ChainReport, Ledger, StaleRow
+The names below load on first use: SQLAlchemy (a fifth of a cold ``anima verify``) is imported
+only by what reads or writes the database, not by ``anima.ledger.signing`` or ``--help``.
+"""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "ChainReport": "anima.ledger.store",
+    "Checkpoint": "anima.ledger.checkpoint",
+    "ConsentGrant": "anima.ledger.models",
+    "Identity": "anima.ledger.models",
+    "Ledger": "anima.ledger.store",
+    "LedgerKey": "anima.ledger.signing",
+    "StaleRow": "anima.ledger.store",
+    "Stamp": "anima.ledger.models",
+    "Tracked": "anima.ledger.models",
+    "as_utc": "anima.ledger.models",
+}
 __all__ = [
     "ChainReport",
     "Checkpoint",
@@ -17,3 +33,21 @@ __all__ = [
     "Tracked",
     "as_utc",
 ]
+
+if TYPE_CHECKING:
+    from anima.ledger.checkpoint import Checkpoint
+    from anima.ledger.models import ConsentGrant, Identity, Stamp, Tracked, as_utc
+    from anima.ledger.signing import LedgerKey
+    from anima.ledger.store import ChainReport, Ledger, StaleRow
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'anima.ledger' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from anima.ledger import Stamp
-from anima.provenance.manifest import ManifestReport
-from anima.provenance.watermark import WatermarkReading
-
 if TYPE_CHECKING:
     from anima.detect.declared_marks import DeclaredMarks, MarkReading
     from anima.detect.evidence import DetectorEvidence
+    from anima.ledger import Stamp
+    from anima.provenance.manifest import ManifestReport
+    from anima.provenance.watermark import WatermarkReading
 
 
 class Verdict(StrEnum):

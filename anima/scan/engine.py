@@ -32,7 +32,7 @@ import numpy as np
 
 from anima import media
 from anima.errors import AnimaError, BadInput
-from anima.scan import report
+from anima.scan import MAX_WORKERS, report
 
 JSONL_NAME = "scan.jsonl"
 CSV_NAME = "scan.csv"
@@ -40,7 +40,6 @@ HTML_NAME = "report.html"
 MEDIA_SUFFIXES = media.READ_SUFFIXES  # what a folder search picks up; each file is then known by content
 LIST_SUFFIX = ".txt"
 ENGINES = ("local", "ray")
-MAX_WORKERS = 256
 MAX_LIST_BYTES = 64 << 20  # a .txt list of paths larger than this is not a list
 ERROR_CHARS = 500
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>

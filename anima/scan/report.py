@@ -20,11 +20,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    import jinja2
 
 THUMB_SIDE = 120
 CSV_COLUMNS = (
@@ -198,6 +200,8 @@ def _html_row(row: Row) -> _HtmlRow:
 @functools.cache
 def _templates() -> jinja2.Environment:
     """The report templates, HTML ones autoescaped; an undefined name in a template is an error."""
+    import jinja2  # only the end of a scan renders HTML: workers and `anima --help` never import it
+
     return jinja2.Environment(
         loader=jinja2.PackageLoader("anima.scan", "templates"),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2")),
