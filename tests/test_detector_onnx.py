@@ -1,6 +1,6 @@
-"""The detector on onnxruntime (verify and scan) against the detector on torch (training): the
-shipped ONNX export is of the shipped weights, scores agree within 1e-4, a stale export is never
-used, and verifying a clip imports no torch."""
+"""A CNN detector (v1) on onnxruntime (verify and scan) against the same detector on torch
+(training): a saved CNN is exported, scores agree within 1e-4, a stale export is never used; and
+verifying a clip with the shipped (trace) detector imports no torch."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 
-from anima.detect import evidence, runtime
+from anima.detect import evidence, runtime, traces
 from anima.detect.classifier import SyntheticVideoDetector
 from anima.detect.evidence import DEFAULT_DETECTOR
 
@@ -47,29 +47,36 @@ def _assert_same_scores(folder: Path, photo: np.ndarray) -> None:
         assert onnx_detector.probability(score) == pytest.approx(torch_detector.probability(score), abs=1e-9)
 
 
-def test_the_shipped_onnx_is_an_export_of_the_shipped_weights(astronaut_frames: np.ndarray) -> None:
-    model = onnx.load(str(DEFAULT_DETECTOR / runtime.ONNX_NAME))
-    recorded = {prop.key: prop.value for prop in model.metadata_props}
-    assert recorded[runtime.WEIGHTS_SHA256] == runtime.weights_sha256(DEFAULT_DETECTOR)
-    _assert_same_scores(DEFAULT_DETECTOR, astronaut_frames)
+@pytest.fixture(scope="module")
+def cnn_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CNN detector trained for a few steps and saved (with its ONNX export)."""
+    rng = np.random.default_rng(0)
+    sharp = [rng.integers(0, 256, (3, 40, 40, 3), dtype=np.uint8) for _ in range(4)]
+    blurred = [np.stack([cv2.GaussianBlur(f, (0, 0), 1.5) for f in clip]) for clip in sharp]
+    detector = SyntheticVideoDetector(patch=32, steps=3, batch_size=4, validation_fraction=0.5)
+    folder = tmp_path_factory.mktemp("cnn") / "det"
+    detector.fit(sharp + blurred, [0] * 4 + [1] * 4).save(folder)
+    return folder
 
 
-def test_verify_uses_the_onnx_detector() -> None:
-    evidence.load_detector.cache_clear()
-    assert isinstance(evidence.load_detector(DEFAULT_DETECTOR), runtime.OnnxDetector)
-
-
-def test_a_saved_detector_is_exported_and_scores_as_on_torch(
-    tmp_path: Path, astronaut_frames: np.ndarray
+def test_a_saved_cnn_is_exported_and_scores_as_on_torch(
+    cnn_folder: Path, astronaut_frames: np.ndarray
 ) -> None:
-    SyntheticVideoDetector.load(DEFAULT_DETECTOR).save(tmp_path / "det")
-    assert (tmp_path / "det" / runtime.ONNX_NAME).is_file()
-    _assert_same_scores(tmp_path / "det", astronaut_frames)
+    model = onnx.load(str(cnn_folder / runtime.ONNX_NAME))
+    recorded = {prop.key: prop.value for prop in model.metadata_props}
+    assert recorded[runtime.WEIGHTS_SHA256] == runtime.weights_sha256(cnn_folder)
+    _assert_same_scores(cnn_folder, astronaut_frames)
 
 
-def test_a_stale_or_missing_export_falls_back_to_torch(tmp_path: Path) -> None:
+def test_verify_uses_the_onnx_cnn_and_the_numpy_trace_detector(cnn_folder: Path) -> None:
+    evidence.load_detector.cache_clear()
+    assert isinstance(evidence.load_detector(cnn_folder), runtime.OnnxDetector)
+    assert isinstance(evidence.load_detector(DEFAULT_DETECTOR), traces.TraceScorer)
+
+
+def test_a_stale_or_missing_export_falls_back_to_torch(cnn_folder: Path, tmp_path: Path) -> None:
     folder = tmp_path / "det"
-    shutil.copytree(DEFAULT_DETECTOR, folder)
+    shutil.copytree(cnn_folder, folder)
     model = onnx.load(str(folder / runtime.ONNX_NAME))
     onnx.helper.set_model_props(model, {runtime.WEIGHTS_SHA256: "0" * 64})  # other weights
     onnx.save(model, str(folder / runtime.ONNX_NAME))

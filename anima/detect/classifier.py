@@ -1,12 +1,17 @@
-"""A detector of this generator's output, for clips that carry no manifest and no watermark.
+"""Detectors of this generator's output, for clips that carry no manifest and no watermark.
 
-:class:`SyntheticVideoDetector` is a scikit-learn classifier whose samples are clips, not rows of
-features. ``fit(X, y)`` trains a timm backbone from scratch (no pretrained weights are reachable
-offline) on patches at the frames' own resolution — the traces a VAE decoder leaves are fine
-detail that resizing would wash out — and then calibrates it on held-out clips. Frames are scored
-patch by patch and a clip's score (:meth:`~SyntheticVideoDetector.decision_function`) is the mean
-of its frames' logits; Platt scaling (scikit-learn) turns scores into ``predict_proba``, and
-``predict`` fires at the threshold that lets ``target_fpr`` of the held-out real clips through.
+Both are scikit-learn classifiers whose samples are clips, not rows of features; a clip's score
+(``decision_function``) is the mean of its frames' scores, Platt scaling (scikit-learn) turns scores
+into ``predict_proba``, and ``predict`` fires at the threshold that lets ``target_fpr`` of the
+held-out real clips through.
+
+* :class:`TraceDetector` (shipped since v2): hand-made measurements of the generator's traces
+  (:mod:`anima.detect.traces`: noise residuals, their period-4/8 structure, spectra, temporal
+  statistics) scored by gradient-boosted trees. No torch; ``anima verify`` scores it with numpy.
+* :class:`SyntheticVideoDetector` (v1): a timm backbone trained from scratch (no pretrained weights
+  are reachable offline) on patches at the frames' own resolution, exported to ONNX for ``verify``.
+  Its :meth:`~SyntheticVideoDetector.load` reads either kind of folder. torch and timm are imported
+  only when a CNN is built, trained or loaded.
 """
 
 from __future__ import annotations
@@ -19,20 +24,22 @@ import shutil
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import timm
-import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted
 
-from anima.detect import runtime
+from anima.detect import runtime, traces
 from anima.detect.runtime import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME, grid_patches, network_input
 from anima.errors import BadInput
+
+if TYPE_CHECKING:
+    import torch
 
 Clip = np.ndarray  # (frames, H, W, 3) uint8 RGB
 Augment = Callable[[Clip, np.random.Generator], Clip]
@@ -77,15 +84,62 @@ def _labels(y: Sequence[int], count: int, argument: str = "y") -> np.ndarray:
     return labels.astype(np.int64)
 
 
+def _hold_out(
+    items: list, labels: np.ndarray, fraction: float, seed: int
+) -> tuple[list, np.ndarray, list, np.ndarray]:
+    """A stratified ``fraction`` of the clips (or their measurements) set aside for calibration."""
+    try:
+        kept, held = train_test_split(
+            np.arange(len(items)), test_size=fraction, stratify=labels, random_state=seed
+        )
+    except ValueError as exc:
+        raise BadInput(
+            f"cannot hold out validation_fraction={fraction} of {len(items)} clips "
+            f"with both labels on each side ({exc}); pass X_val and y_val"
+        ) from None
+    return [items[i] for i in kept], labels[kept], [items[i] for i in held], labels[held]
+
+
 def _whole(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _tensor(patches: np.ndarray) -> torch.Tensor:
+    import torch
+
     return torch.from_numpy(network_input(patches))
 
 
-class SyntheticVideoDetector(ClassifierMixin, BaseEstimator):
+class _ClipClassifier(ClassifierMixin, BaseEstimator):
+    """What both detectors share as scikit-learn estimators whose samples are clips."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # samples are clips, not rows of features
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    def _check_ranges(
+        self, smallest: dict[str, int], reals: dict[str, tuple[Callable[[float], bool], str]]
+    ) -> None:
+        """Whole-number hyper-parameters against their least values, real ones against their rule."""
+        for name, least in smallest.items():
+            value = getattr(self, name)
+            if not _whole(value) or value < least:
+                raise BadInput(f"{name} must be a whole number >= {least}, got {value!r}")
+        for name, (ok, wanted) in reals.items():
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not ok(value):
+                raise BadInput(f"{name} must be {wanted}, got {value!r}")
+
+    def _require(self, *attributes: str) -> None:
+        try:
+            check_is_fitted(self, attributes)
+        except NotFittedError:
+            raise DetectorNotFitted("the detector is not trained: call fit() or load()") from None
+
+
+class SyntheticVideoDetector(_ClipClassifier):
     """Scores how likely a clip is this generator's output (class 1) rather than real (class 0).
 
     ``X`` is a sequence of clips, each a (frames, H, W, 3) uint8 RGB array (sizes may differ); so
@@ -132,38 +186,23 @@ class SyntheticVideoDetector(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.seed = seed
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False  # samples are clips, not rows of features
-        tags.classifier_tags.multi_class = False
-        return tags
-
     def _check_params(self) -> None:
         """Hyper-parameters are checked when used, not when set (scikit-learn's convention)."""
         smallest = {"patch": 1, "patches_per_frame": 1, "steps": 1, "batch_size": 2, "seed": 0}
-        for name, least in smallest.items():
-            value = getattr(self, name)
-            if not _whole(value) or value < least:
-                raise BadInput(f"{name} must be a whole number >= {least}, got {value!r}")
         reals = {
             "learning_rate": (lambda v: v > 0, "a number > 0"),
             "target_fpr": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
             "validation_fraction": (lambda v: 0 < v < 1, "a number in (0, 1)"),
         }
-        for name, (ok, wanted) in reals.items():
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not ok(value):
-                raise BadInput(f"{name} must be {wanted}, got {value!r}")
+        self._check_ranges(smallest, reals)
+        import timm
+
         if not isinstance(self.backbone, str) or not timm.is_model(self.backbone):
             raise BadInput(f"backbone must be a timm model name, got {self.backbone!r}")
 
-    def _require(self, *attributes: str) -> None:
-        try:
-            check_is_fitted(self, attributes)
-        except NotFittedError:
-            raise DetectorNotFitted("the detector is not trained: call fit() or load()") from None
-
     def _network(self) -> torch.nn.Module:
+        import timm
+
         return timm.create_model(self.backbone, pretrained=False, num_classes=1)
 
     # -- fitting ------------------------------------------------------------------------------
@@ -196,34 +235,20 @@ class SyntheticVideoDetector(ClassifierMixin, BaseEstimator):
         if (X_val is None) != (y_val is None):
             raise BadInput("X_val and y_val go together: pass both or neither")
         if X_val is None:
-            clips, labels, val_clips, val_labels = self._hold_out(clips, labels)
+            clips, labels, val_clips, val_labels = _hold_out(
+                clips, labels, self.validation_fraction, self.seed
+            )
         else:
             val_clips = _clips(X_val, "X_val")
             val_labels = _labels(y_val, len(val_clips), "y_val")
         self._train(clips, labels, augment, progress)
         return self.calibrate(val_clips, val_labels)
 
-    def _hold_out(
-        self, clips: list[np.ndarray], labels: np.ndarray
-    ) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray], np.ndarray]:
-        """A stratified ``validation_fraction`` of the clips, for calibration."""
-        try:
-            kept, held = train_test_split(
-                np.arange(len(clips)),
-                test_size=self.validation_fraction,
-                stratify=labels,
-                random_state=self.seed,
-            )
-        except ValueError as exc:
-            raise BadInput(
-                f"cannot hold out validation_fraction={self.validation_fraction} of {len(clips)} clips "
-                f"with both labels on each side ({exc}); pass X_val and y_val"
-            ) from None
-        return [clips[i] for i in kept], labels[kept], [clips[i] for i in held], labels[held]
-
     def _train(
         self, clips: list[np.ndarray], labels: np.ndarray, augment: Augment | None, progress: Progress | None
     ) -> None:
+        import torch
+
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
         network = self._network()
@@ -293,12 +318,14 @@ class SyntheticVideoDetector(ClassifierMixin, BaseEstimator):
         return self
 
     # -- scoring ------------------------------------------------------------------------------
-    @torch.no_grad()
     def frame_scores(self, frames: Clip) -> np.ndarray:
         """One logit per frame of one clip (the mean over its patches); higher means more likely ours."""
+        import torch
+
         self._require("network_")
         frames = _clip(frames, "frames")
-        logits = self.network_(_tensor(grid_patches(frames, self.patch, self.patches_per_frame)))[:, 0]
+        with torch.no_grad():
+            logits = self.network_(_tensor(grid_patches(frames, self.patch, self.patches_per_frame)))[:, 0]
         return logits.view(len(frames), -1).mean(dim=1).numpy()
 
     def decision_function(self, X: Sequence[Clip]) -> np.ndarray:
@@ -326,6 +353,8 @@ class SyntheticVideoDetector(ClassifierMixin, BaseEstimator):
     # -- persistence --------------------------------------------------------------------------
     def save(self, folder: Path, card: dict | None = None) -> None:
         """Weights and calibration into ``folder``, written beside it and swapped into place."""
+        from safetensors.torch import save_file
+
         self._require("network_", "calibrator_", "threshold_")
         folder = Path(folder)
         partial = folder.with_name(folder.name + ".partial")
@@ -357,6 +386,7 @@ class SyntheticVideoDetector(ClassifierMixin, BaseEstimator):
         """The network as ONNX for :mod:`anima.detect.runtime` (inference without torch), any
         number of patches a batch; ``weights_sha256`` names the ``model.safetensors`` it is."""
         import onnx
+        import torch
 
         self._require("network_")
         example = torch.zeros(1, 3, self.patch, self.patch)
@@ -377,11 +407,16 @@ class SyntheticVideoDetector(ClassifierMixin, BaseEstimator):
         onnx.save(model, str(path))
 
     @classmethod
-    def load(cls, folder: Path) -> SyntheticVideoDetector:
-        """A fitted detector from a folder written by :meth:`save`."""
+    def load(cls, folder: Path) -> SyntheticVideoDetector | TraceDetector:
+        """A fitted detector from a folder written by :meth:`save` — or by :meth:`TraceDetector.save`
+        (``"kind": "traces"``, the shipped detector since v2), which loads as a :class:`TraceDetector`."""
+        from safetensors.torch import load_file
+
         folder = Path(folder)
         try:
             config = json.loads((folder / CONFIG_NAME).read_text())
+            if config.get("kind") == traces.KIND:
+                return TraceDetector.load(folder)
             detector = cls(**config["params"])
             network = detector._network()
             network.load_state_dict(load_file(folder / WEIGHTS_NAME))
@@ -390,11 +425,276 @@ class SyntheticVideoDetector(ClassifierMixin, BaseEstimator):
         detector.network_ = network.eval()
         threshold = config["threshold"]
         detector.threshold_ = float("inf") if threshold is None else float(threshold)
-        calibrator = LogisticRegression()
-        calibrator.classes_ = np.array(CLASSES)
-        calibrator.coef_ = np.array([[config["platt"]["coef"]]])
-        calibrator.intercept_ = np.array([config["platt"]["intercept"]])
-        calibrator.n_features_in_ = 1
-        detector.calibrator_ = calibrator
+        detector.calibrator_ = _platt(config["platt"])
         detector.classes_ = np.array(CLASSES)
         return detector
+
+
+def _threshold(real_scores: np.ndarray, target_fpr: float) -> float:
+    """The smallest score that at most ``target_fpr`` of these real clips reach."""
+    real = np.sort(real_scores)
+    allowed = math.floor(target_fpr * len(real))
+    return float(real[len(real) - allowed - 1]) + 1e-6 if allowed < len(real) else float("inf")
+
+
+def _platt(values: dict) -> LogisticRegression:
+    """A fitted one-feature logistic regression from its saved coefficient and intercept."""
+    calibrator = LogisticRegression()
+    calibrator.classes_ = np.array(CLASSES)
+    calibrator.coef_ = np.array([[values["coef"]]])
+    calibrator.intercept_ = np.array([values["intercept"]])
+    calibrator.n_features_in_ = 1
+    return calibrator
+
+
+def _atomic_folder(folder: Path, write: Callable[[Path], None]) -> None:
+    """``write`` into a folder beside ``folder``, then swap it into place (hand-written ``*.md``
+    cards of the old folder are kept)."""
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    write(partial)
+    for card_file in folder.glob("*.md") if folder.is_dir() else ():
+        shutil.copy2(card_file, partial / card_file.name)
+    previous = folder.with_name(folder.name + ".old")
+    if folder.exists():
+        shutil.rmtree(previous, ignore_errors=True)
+        folder.replace(previous)
+    partial.replace(folder)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+Rows = list[np.ndarray]  # per clip, its (frames, features) trace measurements
+
+
+class TraceDetector(_ClipClassifier):
+    """Scores how likely a clip is this generator's output (class 1) rather than real (class 0),
+    from the traces the generator leaves (:mod:`anima.detect.traces`: noise residuals, their
+    period-4/8 structure, spectra, temporal statistics) with gradient-boosted trees — the shipped
+    detector since v2. No torch, at training or at inference.
+
+    Every frame is measured and scored on its own (log odds); a clip's score
+    (:meth:`decision_function`) is the mean of its frames' scores. Platt scaling turns scores into
+    ``predict_proba``; ``predict`` fires at the threshold that lets ``target_fpr`` of the held-out
+    real clips through — pass those clips *with damaged copies* (as ``anima detector train`` does)
+    and the threshold holds after upload damage.
+
+    ``X`` is a sequence of clips, each a (frames, H, W, 3) uint8 RGB array (sizes may differ).
+
+    Args:
+        max_iter: boosting iterations (trees). Default 300.
+        learning_rate: shrinkage of each tree. Default 0.05.
+        max_leaf_nodes: leaves per tree. Default 15.
+        min_samples_leaf: frames per leaf, at least. Default 20.
+        l2_regularization: on the leaf values. Default 1.0.
+        target_fpr: false-positive rate on held-out real clips that sets ``threshold_``. Default 0.01.
+        validation_fraction: share of ``X`` held out (stratified) for calibration when ``fit`` gets
+            no ``X_val``. Default 0.2.
+        seed: for the hold-out and the trees. Default 0.
+
+    Example::
+
+        detector = TraceDetector().fit(clips, labels, X_val=val_clips, y_val=val_labels)
+        detector.predict_proba(new_clips)[:, 1]  # probability that each is ours
+    """
+
+    def __init__(
+        self,
+        max_iter: int = 300,
+        learning_rate: float = 0.05,
+        max_leaf_nodes: int = 15,
+        min_samples_leaf: int = 20,
+        l2_regularization: float = 1.0,
+        target_fpr: float = 0.01,
+        validation_fraction: float = 0.2,
+        seed: int = 0,
+    ) -> None:
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.target_fpr = target_fpr
+        self.validation_fraction = validation_fraction
+        self.seed = seed
+
+    def _check_params(self) -> None:
+        smallest = {"max_iter": 1, "max_leaf_nodes": 2, "min_samples_leaf": 1, "seed": 0}
+        reals = {
+            "learning_rate": (lambda v: v > 0, "a number > 0"),
+            "l2_regularization": (lambda v: v >= 0, "a number >= 0"),
+            "target_fpr": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+            "validation_fraction": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+        }
+        self._check_ranges(smallest, reals)
+
+    @staticmethod
+    def measure(X: Sequence[Clip], argument: str = "X") -> Rows:
+        """Each clip's trace measurements, (frames, features); what ``fit_rows`` and
+        ``calibrate_rows`` take, so that a caller that trains several detectors measures once."""
+        return [traces.frame_features(clip) for clip in _clips(X, argument)]
+
+    # -- fitting ------------------------------------------------------------------------------
+    def fit(
+        self,
+        X: Sequence[Clip],
+        y: Sequence[int],
+        *,
+        X_val: Sequence[Clip] | None = None,
+        y_val: Sequence[int] | None = None,
+    ) -> TraceDetector:
+        """Train on ``X`` labelled ``y``, then :meth:`calibrate` on held-out clips.
+
+        Args:
+            X: the training clips (add damaged copies of both labels for a detector that holds
+                after uploads: see :func:`anima.detect.training.with_damaged_copies`).
+            y: one label per clip, 0 (real) or 1 (ours); both must occur.
+            X_val, y_val: held-out clips and labels for calibration. Default: a stratified
+                ``validation_fraction`` of ``X``, set aside before training.
+
+        Returns:
+            ``self``, with ``forest_``, ``calibrator_``, ``threshold_`` and ``classes_``.
+        """
+        self._check_params()
+        if (X_val is None) != (y_val is None):
+            raise BadInput("X_val and y_val go together: pass both or neither")
+        rows, labels = self.measure(X), _labels(y, len(X))
+        val_rows = None if X_val is None else self.measure(X_val, "X_val")
+        return self.fit_rows(rows, labels, val_rows, y_val)
+
+    def fit_rows(
+        self, rows: Rows, y: Sequence[int], val_rows: Rows | None = None, y_val: Sequence[int] | None = None
+    ) -> TraceDetector:
+        """:meth:`fit` on clips already measured by :meth:`measure`."""
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        self._check_params()
+        labels = _labels(y, len(rows))
+        if val_rows is None:
+            rows, labels, val_rows, y_val = _hold_out(rows, labels, self.validation_fraction, self.seed)
+        model = HistGradientBoostingClassifier(
+            max_iter=self.max_iter,
+            learning_rate=self.learning_rate,
+            max_leaf_nodes=self.max_leaf_nodes,
+            min_samples_leaf=self.min_samples_leaf,
+            l2_regularization=self.l2_regularization,
+            early_stopping=False,
+            random_state=self.seed,
+        )
+        model.fit(np.concatenate(rows), np.repeat(labels, [len(r) for r in rows]))
+        self.forest_ = _forest_of(model)
+        return self.calibrate_rows(val_rows, y_val)
+
+    def calibrate(self, X: Sequence[Clip], y: Sequence[int]) -> TraceDetector:
+        """Fit Platt scaling on held-out clips and put the threshold at ``target_fpr`` of their real
+        ones. ``fit`` ends with this; call it alone to recalibrate a trained detector."""
+        self._require("forest_")
+        return self.calibrate_rows(self.measure(X), y)
+
+    def calibrate_rows(self, rows: Rows, y: Sequence[int]) -> TraceDetector:
+        """:meth:`calibrate` on clips already measured by :meth:`measure`."""
+        self._require("forest_")
+        self._check_params()
+        labels = _labels(y, len(rows))
+        scores = self.scores_of_rows(rows)
+        self.calibrator_ = LogisticRegression().fit(scores[:, None], labels)
+        self.threshold_ = _threshold(scores[labels == 0], self.target_fpr)
+        self.classes_ = np.array(CLASSES)
+        return self
+
+    # -- scoring ------------------------------------------------------------------------------
+    def scores_of_rows(self, rows: Rows) -> np.ndarray:
+        """(N,) clip scores of clips already measured by :meth:`measure`."""
+        self._require("forest_")
+        return np.array([float(np.mean(self.forest_.decision_function(r))) for r in rows])
+
+    def frame_scores(self, frames: Clip) -> np.ndarray:
+        """One score (log odds) per frame of one clip; higher means more likely ours."""
+        self._require("forest_")
+        return self.forest_.decision_function(traces.frame_features(_clip(frames, "frames"))).astype(
+            np.float32
+        )
+
+    def decision_function(self, X: Sequence[Clip]) -> np.ndarray:
+        """(N,) clip scores, the mean frame score; ``predict`` compares them with ``threshold_``."""
+        self._require("forest_")
+        return np.array([float(np.mean(self.frame_scores(clip))) for clip in _clips(X)])
+
+    def predict_proba(self, X: Sequence[Clip]) -> np.ndarray:
+        """(N, 2) calibrated probabilities of ``classes_``: [real, ours]."""
+        self._require("calibrator_")
+        return self.calibrator_.predict_proba(self.decision_function(X)[:, None])
+
+    def predict(self, X: Sequence[Clip]) -> np.ndarray:
+        """(N,) 1 where the clip score reaches ``threshold_``, else 0."""
+        self._require("threshold_", "classes_")
+        return self.classes_[(self.decision_function(X) >= self.threshold_).astype(int)]
+
+    def probability(self, score: float) -> float:
+        """The calibrated probability that a clip with this (clip) score is ours."""
+        self._require("calibrator_")
+        return float(self.calibrator_.predict_proba(np.array([[score]]))[0, 1])
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, folder: Path, card: dict | None = None) -> None:
+        """Trees (``forest.safetensors``) and ``detector.json`` into ``folder``, written beside it
+        and swapped into place; what :func:`anima.detect.runtime.load` reads without torch."""
+        from safetensors.numpy import save_file
+
+        self._require("forest_", "calibrator_", "threshold_")
+
+        def write(partial: Path) -> None:
+            save_file(self.forest_.arrays(), str(partial / traces.FOREST_NAME))
+            config = {
+                "kind": traces.KIND,
+                "params": self.get_params(),
+                "threshold": self.threshold_ if math.isfinite(self.threshold_) else None,
+                "platt": {
+                    "coef": float(self.calibrator_.coef_[0, 0]),
+                    "intercept": float(self.calibrator_.intercept_[0]),
+                },
+                "baseline": self.forest_.baseline,
+                "features": traces.feature_names(),
+                **(card or {}),
+            }
+            (partial / CONFIG_NAME).write_text(json.dumps(config, indent=2))
+
+        _atomic_folder(Path(folder), write)
+
+    @classmethod
+    def load(cls, folder: Path) -> TraceDetector:
+        """A fitted detector from a folder written by :meth:`save`."""
+        folder = Path(folder)
+        try:
+            config = json.loads((folder / CONFIG_NAME).read_text())
+            detector = cls(**config["params"])
+            scorer = traces.TraceScorer.load(folder, config)
+        except (OSError, KeyError, ValueError, TypeError, SafetensorError) as exc:
+            problem = f"{exc.__class__.__name__}: {exc}"
+            raise BadInput(f"{folder}: not a trace detector folder ({problem})") from None
+        detector.forest_ = scorer.forest
+        detector.threshold_ = scorer.threshold_
+        detector.calibrator_ = _platt(config["platt"])
+        detector.classes_ = np.array(CLASSES)
+        return detector
+
+
+def _forest_of(model) -> traces.TraceForest:
+    """A fitted binary ``HistGradientBoostingClassifier``'s trees as a
+    :class:`~anima.detect.traces.TraceForest`."""
+    nodes = [predictor.nodes for (predictor,) in model._predictors]
+    if any(node["is_categorical"].any() for node in nodes):
+        raise BadInput("categorical splits are not supported")
+    offsets = np.cumsum([0] + [len(node) for node in nodes[:-1]])
+    flat = np.concatenate(nodes)
+    shift = np.repeat(offsets, [len(node) for node in nodes])
+    arrays = {
+        "feature": flat["feature_idx"].astype(np.int64),
+        "threshold": flat["num_threshold"].astype(np.float64),
+        "left": flat["left"].astype(np.int64) + shift,
+        "right": flat["right"].astype(np.int64) + shift,
+        "leaf": flat["is_leaf"].astype(np.uint8),
+        "value": flat["value"].astype(np.float64),
+        "roots": offsets.astype(np.int64),
+    }
+    return traces.TraceForest(arrays, float(np.ravel(model._baseline_prediction)[0]))

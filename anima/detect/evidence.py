@@ -1,6 +1,6 @@
-"""What the detector says about one clip, as evidence for a verdict (torch-free: the detector runs on
-onnxruntime, see :mod:`anima.detect.runtime`; torch is imported only for a detector folder without
-a current ``model.onnx``)."""
+"""What the detector says about one clip, as evidence for a verdict (torch-free: the shipped trace
+detector runs on numpy and a CNN on onnxruntime, see :mod:`anima.detect.runtime`; torch is imported
+only for a CNN folder without a current ``model.onnx``)."""
 
 from __future__ import annotations
 
@@ -42,9 +42,9 @@ def is_installed(folder: Path) -> bool:
 
 
 @functools.cache
-def load_detector(folder: Path) -> runtime.OnnxDetector | SyntheticVideoDetector:
-    """The detector saved in ``folder``, loaded once per process: on onnxruntime where the folder
-    has a current ONNX export, else on torch."""
+def load_detector(folder: Path) -> runtime.OnnxDetector | runtime.TraceScorer | SyntheticVideoDetector:
+    """The detector saved in ``folder``, loaded once per process: a trace detector on numpy, a CNN on
+    onnxruntime where the folder has a current ONNX export, else on torch."""
     exported = runtime.load(folder)
     if exported is not None:
         return exported

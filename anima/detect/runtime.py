@@ -1,5 +1,10 @@
-"""The detector at inference, without torch: its network exported to ONNX (``model.onnx``, written
-by :meth:`~anima.detect.classifier.SyntheticVideoDetector.export_onnx`) and run with onnxruntime.
+"""The detector at inference, without torch.
+
+A trace detector (``"kind": "traces"`` in ``detector.json``, the shipped one since v2) is numpy
+through and through: hand-made trace measurements and gradient-boosted trees as arrays
+(:class:`~anima.detect.traces.TraceScorer`). A CNN detector (v1) has its network exported to ONNX
+(``model.onnx``, written by :meth:`~anima.detect.classifier.SyntheticVideoDetector.export_onnx`)
+and run with onnxruntime.
 
 Importing torch, torchvision and timm took 9 of the 11 seconds of a cold ``anima verify``; the
 exported network gives the same frame scores (within 1e-4) in a fraction of that. The ONNX file
@@ -17,6 +22,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
+
+from anima.detect import traces
+from anima.detect.traces import TraceScorer
 
 DEFAULT_DETECTOR = Path(__file__).resolve().parent.parent / "weights" / "anima-detector"
 WEIGHTS_NAME = "model.safetensors"
@@ -83,10 +92,20 @@ def _threads() -> int:
         return 0
 
 
-def load(folder: Path) -> OnnxDetector | None:
-    """The detector in ``folder`` on onnxruntime, or None where it cannot be: no ``model.onnx``, one
-    exported from other weights than the folder's, or no onnxruntime installed."""
+def load(folder: Path) -> OnnxDetector | TraceScorer | None:
+    """The detector in ``folder`` without torch, or None where it cannot be: a trace detector whose
+    files do not load, or a CNN without ``model.onnx``, with one exported from other weights than
+    the folder's, or without onnxruntime installed (the caller then loads it on torch)."""
     folder = Path(folder)
+    try:
+        config = json.loads((folder / CONFIG_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    if config.get("kind") == traces.KIND:
+        try:
+            return traces.TraceScorer.load(folder, config)
+        except (OSError, KeyError, ValueError, TypeError, SafetensorError):
+            return None
     if not (folder / ONNX_NAME).is_file():
         return None
     try:
@@ -102,4 +121,4 @@ def load(folder: Path) -> OnnxDetector | None:
     exported_from = session.get_modelmeta().custom_metadata_map.get(WEIGHTS_SHA256)
     if exported_from != weights_sha256(folder):
         return None
-    return OnnxDetector(session, json.loads((folder / CONFIG_NAME).read_text()))
+    return OnnxDetector(session, config)
