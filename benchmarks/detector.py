@@ -51,7 +51,8 @@ HOLD_OUTS: dict[str, tuple[Callable[[dict], bool], bool]] = {  # unseen?, also r
     "64x64 px": (lambda c: (c["width"], c["height"]) == (64, 64), True),
     "24 frames": (lambda c: c["frames"] == 24, True),
 }
-ATTACK_INDEX = {"clean": 0, "crf28": 1, "resize0.5": 2}  # the order of training.damaged_versions
+# The order of training.damaged_versions.
+ATTACK_INDEX = {"clean": 0, "crf28": 1, "resize0.5": 2, "stamped": 3}
 
 
 def cost_per_frame(folder: Path, repeats: int = 5) -> float:

@@ -149,7 +149,8 @@ def test_a_folder_of_other_features_or_a_broken_forest_is_refused(tmp_path: Path
 def test_training_pools_every_clip_clean_attacked_and_damaged() -> None:
     clips = _filmed(2, 30) + _upsampled(1, 31)
     rows, labels = measured_pool(clips, np.array([0, 0, 1]), copies=2, seed=0)
-    assert len(rows) == 3 * 5 and labels.tolist() == [0] * 10 + [1] * 5  # clean, crf28, 0.5x, 2 damaged
+    # clean, crf28, 0.5x, stamped, 2 damaged
+    assert len(rows) == 3 * 6 and labels.tolist() == [0] * 12 + [1] * 6
     assert rows[2].shape[1] == len(traces.feature_names()) and rows[2].shape[0] == rows[0].shape[0]
 
 
@@ -208,7 +209,7 @@ def test_a_trace_detector_trains_on_a_dataset_and_the_cli_prints_the_issue_table
     results = train_detector(
         tmp_path / "data", tmp_path / "det", TraceDetector(max_iter=20, min_samples_leaf=5)
     )
-    assert set(results) == {"clean", "crf28", "resize0.5", "upload"}
+    assert set(results) == {"clean", "crf28", "resize0.5", "stamped", "upload"}
     config = json.loads((tmp_path / "det" / "detector.json").read_text())
     assert config["kind"] == "traces" and config["data"]["test"] == {"real": 3, "ours": 3}
     assert config["test_metrics"] == results

@@ -126,6 +126,7 @@ ATTACK_LABELS = {
     "clean": "clean",
     "crf28": "H.264 CRF 28",
     "resize0.5": "0.5x resize",
+    "stamped": "Anima's mark, CRF 23",
     "upload": "upload chain",
 }
 

@@ -67,7 +67,8 @@ def metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[st
 
 
 def damaged_versions(clip: np.ndarray, copies: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """``clip`` as published, after each attack (CRF 28, 0.5x) and in ``copies`` random upload chains."""
+    """``clip`` as published, after each attack (CRF 28, 0.5x, Anima's mark) and in ``copies`` random
+    upload chains."""
     return [attack(clip) for attack in ATTACKS.values()] + [upload_damage(clip, rng) for _ in range(copies)]
 
 
