@@ -9,8 +9,9 @@ The names below load on first use, so ``import anima`` stays quick and never imp
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from anima._exports import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -78,13 +79,4 @@ if TYPE_CHECKING:
     from anima.scan.engine import ScanSummary
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'anima' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

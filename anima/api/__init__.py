@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from anima._exports import lazy_exports
 from anima.scan import MAX_WORKERS as MAX_SCAN_WORKERS
 
 if TYPE_CHECKING:
@@ -15,10 +16,4 @@ if TYPE_CHECKING:
 __all__ = ["MAX_SCAN_WORKERS", "Anima"]
 
 
-def __getattr__(name: str) -> Any:
-    if name != "Anima":
-        raise AttributeError(f"module 'anima.api' has no attribute {name!r}")
-    from anima.api.core import Anima
-
-    globals()["Anima"] = Anima
-    return Anima
+__getattr__, __dir__ = lazy_exports(__name__, globals(), {"Anima": "anima.api.core"})

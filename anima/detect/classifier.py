@@ -111,7 +111,11 @@ def _tensor(patches: np.ndarray) -> torch.Tensor:
 
 
 class _ClipClassifier(ClassifierMixin, BaseEstimator):
-    """What both detectors share as scikit-learn estimators whose samples are clips."""
+    """What both detectors share as scikit-learn estimators whose samples are clips: the checks,
+    and scoring clips from :meth:`frame_scores` (each detector's own; ``_trained`` names the
+    attribute that training sets)."""
+
+    _trained: str
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -138,6 +142,32 @@ class _ClipClassifier(ClassifierMixin, BaseEstimator):
         except NotFittedError:
             raise DetectorNotFitted("the detector is not trained: call fit() or load()") from None
 
+    def frame_scores(self, frames: Clip) -> np.ndarray:
+        """One score per frame of one clip; higher means more likely ours (each detector's own)."""
+        raise NotImplementedError
+
+    def decision_function(self, X: Sequence[Clip]) -> np.ndarray:
+        """(N,) clip scores, the mean frame score; the higher, the more likely class 1 (ours).
+        ``predict`` compares them with ``threshold_`` (not 0)."""
+        self._require(self._trained)
+        return np.array([float(np.mean(self.frame_scores(clip))) for clip in _clips(X)])
+
+    def predict_proba(self, X: Sequence[Clip]) -> np.ndarray:
+        """(N, 2) calibrated probabilities of ``classes_``: [real, ours]."""
+        self._require("calibrator_")
+        return self.calibrator_.predict_proba(self.decision_function(X)[:, None])
+
+    def predict(self, X: Sequence[Clip]) -> np.ndarray:
+        """(N,) 1 where the clip score reaches ``threshold_``, else 0."""
+        self._require("threshold_", "classes_")
+        return self.classes_[(self.decision_function(X) >= self.threshold_).astype(int)]
+
+    def probability(self, score: float) -> float:
+        """The calibrated probability that a clip with this score (from :meth:`frame_scores`'
+        mean or :meth:`decision_function`) is ours."""
+        self._require("calibrator_")
+        return float(self.calibrator_.predict_proba(np.array([[score]]))[0, 1])
+
 
 class SyntheticVideoDetector(_ClipClassifier):
     """Scores how likely a clip is this generator's output (class 1) rather than real (class 0).
@@ -163,6 +193,8 @@ class SyntheticVideoDetector(_ClipClassifier):
         detector = SyntheticVideoDetector(steps=3500).fit(clips, labels, X_val=val_clips, y_val=val_labels)
         detector.predict_proba(new_clips)[:, 1]  # probability that each is ours
     """
+
+    _trained = "network_"
 
     def __init__(
         self,
@@ -309,12 +341,9 @@ class SyntheticVideoDetector(_ClipClassifier):
         clips = _clips(X)
         labels = _labels(y, len(clips))
         scores = self.decision_function(clips)
-        calibrator = LogisticRegression().fit(scores[:, None], labels)
-        real = np.sort(scores[labels == 0])
-        # The smallest score that at most target_fpr of the real clips reach.
-        allowed = math.floor(self.target_fpr * len(real))
-        threshold = float(real[len(real) - allowed - 1]) + 1e-6 if allowed < len(real) else float("inf")
-        self.calibrator_, self.threshold_, self.classes_ = calibrator, threshold, np.array(CLASSES)
+        self.calibrator_ = LogisticRegression().fit(scores[:, None], labels)
+        self.threshold_ = _threshold(scores[labels == 0], self.target_fpr)
+        self.classes_ = np.array(CLASSES)
         return self
 
     # -- scoring ------------------------------------------------------------------------------
@@ -327,28 +356,6 @@ class SyntheticVideoDetector(_ClipClassifier):
         with torch.no_grad():
             logits = self.network_(_tensor(grid_patches(frames, self.patch, self.patches_per_frame)))[:, 0]
         return logits.view(len(frames), -1).mean(dim=1).numpy()
-
-    def decision_function(self, X: Sequence[Clip]) -> np.ndarray:
-        """(N,) clip scores, the mean frame logit; the higher, the more likely class 1 (ours).
-        ``predict`` compares them with ``threshold_`` (not 0)."""
-        self._require("network_")
-        return np.array([float(np.mean(self.frame_scores(clip))) for clip in _clips(X)])
-
-    def predict_proba(self, X: Sequence[Clip]) -> np.ndarray:
-        """(N, 2) calibrated probabilities of ``classes_``: [real, ours]."""
-        self._require("calibrator_")
-        return self.calibrator_.predict_proba(self.decision_function(X)[:, None])
-
-    def predict(self, X: Sequence[Clip]) -> np.ndarray:
-        """(N,) 1 where the clip score reaches ``threshold_``, else 0."""
-        self._require("threshold_", "classes_")
-        return self.classes_[(self.decision_function(X) >= self.threshold_).astype(int)]
-
-    def probability(self, score: float) -> float:
-        """The calibrated probability that a clip with this score (from :meth:`frame_scores`'
-        mean or :meth:`decision_function`) is ours."""
-        self._require("calibrator_")
-        return float(self.calibrator_.predict_proba(np.array([[score]]))[0, 1])
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, folder: Path, card: dict | None = None) -> None:
@@ -498,6 +505,8 @@ class TraceDetector(_ClipClassifier):
         detector.predict_proba(new_clips)[:, 1]  # probability that each is ours
     """
 
+    _trained = "forest_"
+
     def __init__(
         self,
         max_iter: int = 300,
@@ -614,26 +623,6 @@ class TraceDetector(_ClipClassifier):
         return self.forest_.decision_function(traces.frame_features(_clip(frames, "frames"))).astype(
             np.float32
         )
-
-    def decision_function(self, X: Sequence[Clip]) -> np.ndarray:
-        """(N,) clip scores, the mean frame score; ``predict`` compares them with ``threshold_``."""
-        self._require("forest_")
-        return np.array([float(np.mean(self.frame_scores(clip))) for clip in _clips(X)])
-
-    def predict_proba(self, X: Sequence[Clip]) -> np.ndarray:
-        """(N, 2) calibrated probabilities of ``classes_``: [real, ours]."""
-        self._require("calibrator_")
-        return self.calibrator_.predict_proba(self.decision_function(X)[:, None])
-
-    def predict(self, X: Sequence[Clip]) -> np.ndarray:
-        """(N,) 1 where the clip score reaches ``threshold_``, else 0."""
-        self._require("threshold_", "classes_")
-        return self.classes_[(self.decision_function(X) >= self.threshold_).astype(int)]
-
-    def probability(self, score: float) -> float:
-        """The calibrated probability that a clip with this (clip) score is ours."""
-        self._require("calibrator_")
-        return float(self.calibrator_.predict_proba(np.array([[score]]))[0, 1])
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, folder: Path, card: dict | None = None) -> None:

@@ -59,29 +59,22 @@ def weights_sha256(folder: Path) -> str:
     return hashlib.sha256((Path(folder) / WEIGHTS_NAME).read_bytes()).hexdigest()
 
 
-class OnnxDetector:
+class OnnxDetector(traces.SavedCalibration):
     """A saved detector's scoring half: ``frame_scores``, ``probability`` and ``threshold_``, as
     :class:`~anima.detect.classifier.SyntheticVideoDetector` has them."""
 
     def __init__(self, session: object, config: dict) -> None:
+        super().__init__(config)
         self.session = session
         params = config["params"]
         self.patch = int(params.get("patch", 64))
         self.patches_per_frame = int(params.get("patches_per_frame", 4))
-        threshold = config["threshold"]
-        self.threshold_ = float("inf") if threshold is None else float(threshold)
-        self.coef = float(config["platt"]["coef"])
-        self.intercept = float(config["platt"]["intercept"])
 
     def frame_scores(self, frames: np.ndarray) -> np.ndarray:
         """One logit per frame (the mean over its patches)."""
         inputs = network_input(grid_patches(frames, self.patch, self.patches_per_frame))
         logits = self.session.run(None, {INPUT_NAME: inputs})[0][:, 0]
         return logits.reshape(len(frames), -1).mean(axis=1)
-
-    def probability(self, score: float) -> float:
-        """Platt scaling, as the fitted logistic regression computes it."""
-        return float(1.0 / (1.0 + math.exp(-(self.coef * score + self.intercept))))
 
 
 def _threads() -> int:

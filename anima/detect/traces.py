@@ -22,6 +22,7 @@ frame is bounded (about 3 ms on one core for a 256-px frame).
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 import cv2
@@ -192,7 +193,23 @@ class TraceForest:
         return self.baseline + self.value[node].sum(axis=1)
 
 
-class TraceScorer:
+class SavedCalibration:
+    """A saved detector's threshold and Platt scaling, read from its ``detector.json``: what the
+    scoring halves that ``verify`` and ``scan`` load (this module's :class:`TraceScorer`, a CNN's
+    :class:`~anima.detect.runtime.OnnxDetector`) carry beside their ``frame_scores``."""
+
+    def __init__(self, config: dict) -> None:
+        threshold = config["threshold"]
+        self.threshold_ = float("inf") if threshold is None else float(threshold)
+        self.coef = float(config["platt"]["coef"])
+        self.intercept = float(config["platt"]["intercept"])
+
+    def probability(self, score: float) -> float:
+        """Platt scaling, as the fitted logistic regression computes it."""
+        return float(1.0 / (1.0 + math.exp(-(self.coef * score + self.intercept))))
+
+
+class TraceScorer(SavedCalibration):
     """A saved trace detector's scoring half, torch- and scikit-learn-free, for ``verify`` and
     ``scan``: ``frame_scores``, ``probability`` and ``threshold_``, as
     :class:`~anima.detect.classifier.TraceDetector` has them."""
@@ -200,11 +217,8 @@ class TraceScorer:
     def __init__(self, forest: TraceForest, config: dict) -> None:
         if config.get("features") != feature_names():
             raise ValueError("its features are not this version's (retrain it)")
+        super().__init__(config)
         self.forest = forest
-        threshold = config["threshold"]
-        self.threshold_ = float("inf") if threshold is None else float(threshold)
-        self.coef = float(config["platt"]["coef"])
-        self.intercept = float(config["platt"]["intercept"])
 
     @classmethod
     def load(cls, folder: Path, config: dict) -> TraceScorer:
@@ -216,7 +230,3 @@ class TraceScorer:
     def frame_scores(self, frames: np.ndarray) -> np.ndarray:
         """One score (log odds) per frame."""
         return self.forest.decision_function(frame_features(frames)).astype(np.float32)
-
-    def probability(self, score: float) -> float:
-        """Platt scaling, as the fitted logistic regression computes it."""
-        return float(1.0 / (1.0 + np.exp(-(self.coef * score + self.intercept))))

@@ -6,8 +6,9 @@ only by what reads or writes the database, not by ``anima.ledger.signing`` or ``
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from anima._exports import lazy_exports
 
 _EXPORTS = {
     "ChainReport": "anima.ledger.store",
@@ -41,13 +42,4 @@ if TYPE_CHECKING:
     from anima.ledger.store import ChainReport, Ledger, StaleRow
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'anima.ledger' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -647,7 +647,8 @@ def extract(
             _correlate(folded, keys, refined, scale=scale, angle=angle, bars_cut=framing.bars_cut)
             if reading := read(refined):
                 return reading
-    return _reading(peaks, keys, len(picks))
+    # Every peak above the bound was decoded in its stage and failed: report the highest, unread.
+    return _read_peak(max(peaks.by_layout.values(), key=lambda p: p.z, default=_Peak()), keys, len(picks))
 
 
 def _luma(frame: np.ndarray) -> np.ndarray:
